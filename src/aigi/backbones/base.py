@@ -1,0 +1,153 @@
+"""The vision-backbone contract every detector relies on.
+
+A backbone runs its blocks itself (rather than asking ``transformers`` for all
+hidden states) so that one pass can stop after any block, return exactly the
+layers a detector asks for, and expose ``blocks`` for adapters to wrap.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from PIL import Image
+from torch import nn
+
+from .preprocess import PreprocessSpec, preprocess
+
+
+@dataclass
+class BackboneOutput:
+    """What one forward pass produced.
+
+    ``cls_per_layer``: ``[B, len(layers), width]`` block outputs' CLS token (SigLIP,
+    which has no CLS token: the mean of the patch tokens), in the order asked for.
+    ``tokens``: ``[B, N, width]`` tokens after the last block that ran.
+    ``embed``: ``[B, embed_dim]`` final image embedding (post-LN, projected / pooled);
+    ``None`` when the pass stopped before the last block.
+    """
+
+    cls_per_layer: torch.Tensor | None = None
+    tokens: torch.Tensor | None = None
+    embed: torch.Tensor | None = None
+    layers: tuple[int, ...] = ()
+
+
+LayerSpec = str | int | Sequence[int] | None
+
+
+class VisionBackbone(nn.Module):
+    """A ViT image tower: ``embed_tokens`` → ``blocks`` → ``pool``."""
+
+    family: str = "vit"
+
+    def __init__(self, model: nn.Module, spec: PreprocessSpec, fingerprint: str, name: str) -> None:
+        super().__init__()
+        self.model = model
+        self.preprocess_spec = spec
+        self.fingerprint = fingerprint
+        self.name = name
+
+    # ---- pieces subclasses supply -------------------------------------------------
+    @property
+    def blocks(self) -> nn.ModuleList:
+        raise NotImplementedError
+
+    @property
+    def width(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def embed_dim(self) -> int:
+        raise NotImplementedError
+
+    def embed_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def layer_summary(self, hidden: torch.Tensor) -> torch.Tensor:
+        """One vector per image for a block's output (CLS token by default)."""
+        return hidden[:, 0]
+
+    def pool(self, hidden: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ---- shared behaviour ---------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        return len(self.blocks)
+
+    def run_block(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
+        out = self.blocks[index](hidden, None)
+        return out[0] if isinstance(out, tuple) else out
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return preprocess(images, self.preprocess_spec)
+
+    def _resolve_layers(self, layers: LayerSpec) -> tuple[int, ...]:
+        if layers is None:
+            return ()
+        if layers == "all":
+            return tuple(range(self.num_layers))
+        if isinstance(layers, int):
+            layers = [layers]
+        return tuple(i % self.num_layers for i in layers)  # negative indices count from the end
+
+    def encode(
+        self,
+        pixels: torch.Tensor,
+        layers: LayerSpec = None,
+        tokens: bool = False,
+        stop_after: int | None = None,
+        embed: bool = True,
+    ) -> BackboneOutput:
+        """One forward pass.
+
+        ``layers``: ``None``, ``"all"`` or block indices (0-based, negatives allowed)
+        whose CLS summaries to return. ``stop_after``: last block to run (early exit);
+        by default the pass stops after the deepest block anything needs.
+        """
+        wanted = self._resolve_layers(layers)
+        last = self.num_layers - 1
+        if stop_after is None:
+            stop_after = last if (embed or tokens) else (max(wanted) if wanted else last)
+        stop_after %= self.num_layers
+        if wanted and max(wanted) > stop_after:
+            raise ValueError(f"layer {max(wanted)} asked for but the pass stops after block {stop_after}")
+        hidden = self.embed_tokens(pixels)
+        summaries: dict[int, torch.Tensor] = {}
+        for i in range(stop_after + 1):
+            hidden = self.run_block(i, hidden)
+            if i in wanted:
+                summaries[i] = self.layer_summary(hidden)
+        out = BackboneOutput(layers=wanted)
+        if wanted:
+            out.cls_per_layer = torch.stack([summaries[i] for i in wanted], dim=1)
+        if tokens:
+            out.tokens = hidden
+        if embed and stop_after == last:
+            out.embed = self.pool(hidden)
+        return out
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.encode(pixels).embed  # type: ignore[return-value]
+
+    def freeze(self) -> "VisionBackbone":
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self.eval()
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "layers": self.num_layers,
+            "width": self.width,
+            "embed_dim": self.embed_dim,
+            "input": self.preprocess_spec.output_size,
+            "parameters": self.parameter_count(),
+            "fingerprint": self.fingerprint,
+        }
+

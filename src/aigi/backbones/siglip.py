@@ -1,0 +1,60 @@
+"""SigLIP image tower through ``transformers``.
+
+SigLIP has no CLS token: a block's summary vector is the mean of its patch
+tokens, and the final embedding is the model's attention-pooling head output.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import SiglipVisionConfig, SiglipVisionModel
+
+from .base import VisionBackbone
+from .preprocess import PreprocessSpec
+
+SIGLIP_MEAN = (0.5, 0.5, 0.5)
+SIGLIP_STD = (0.5, 0.5, 0.5)
+
+
+class SiglipVisionBackbone(VisionBackbone):
+    family = "siglip"
+
+    def __init__(self, model: SiglipVisionModel, spec: PreprocessSpec, fingerprint: str, name: str) -> None:
+        super().__init__(model, spec, fingerprint, name)
+
+    @property
+    def _vit(self) -> nn.Module:
+        return self.model.vision_model if hasattr(self.model, "vision_model") else self.model
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self._vit.encoder.layers
+
+    @property
+    def width(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def embed_dim(self) -> int:
+        return self.model.config.hidden_size
+
+    def embed_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self._vit.embeddings(pixels)
+
+    def layer_summary(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden.mean(dim=1)
+
+    def pool(self, hidden: torch.Tensor) -> torch.Tensor:
+        hidden = self._vit.post_layernorm(hidden)
+        return self._vit.head(hidden)
+
+
+def siglip_vision_config(hidden: int, inter: int, layers: int, heads: int, image: int, patch: int) -> SiglipVisionConfig:
+    return SiglipVisionConfig(
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        image_size=image,
+        patch_size=patch,
+    )

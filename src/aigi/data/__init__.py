@@ -1,0 +1,1 @@
+"""Image decoding, input discovery and labelled dataset loading."""

@@ -1,0 +1,196 @@
+"""The contract every detector implements, and what they share.
+
+A detector maps images to one logit each (``p = sigmoid(logit)`` = probability
+that the image is AI-generated). Detectors whose backbone is frozen declare the
+feature they read (``feature_key``); training and evaluation then run their head
+on cached features and never touch the backbone twice for the same image.
+Weights are saved as safetensors plus a JSON config, never as pickles; the
+backbone's own pretrained weights are not copied into a detector's folder, its
+spec string is stored instead.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Iterable
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..backbones import DEFAULT_BACKBONE, VisionBackbone, load_backbone
+from ..data.io import ImageReadError, read_image
+from ..registry import DETECTORS
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Prediction:
+    """One image's result. ``error`` is set (and the score left empty) when the
+    image could not be read: a batch never stops for one bad file."""
+
+    path: str
+    prob_fake: float | None
+    verdict: str | None
+    error: str | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def as_record(self) -> dict[str, Any]:
+        rec = {"path": self.path, "prob_fake": self.prob_fake, "verdict": self.verdict, "error": self.error}
+        rec.update(self.extra)
+        return rec
+
+
+class Detector(nn.Module):
+    """Base class: subclasses set ``name`` and ``feature_key`` and implement
+    :meth:`head_from_features` (frozen-feature detectors) or :meth:`forward`."""
+
+    name: ClassVar[str] = "detector"
+    feature_key: ClassVar[str | None] = "embed"
+
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, threshold: float = 0.5) -> None:
+        super().__init__()
+        self.backbone_spec = backbone
+        self.threshold = float(threshold)  # tuned on a validation split by `aigi train`
+        self.metadata: dict[str, Any] = {}
+        object.__setattr__(self, "_backbone", None)  # not a submodule: its weights are never saved
+
+    # ---- configuration ------------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        """Constructor arguments besides backbone/threshold (JSON-serialisable)."""
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "detector": self.name,
+            "backbone": self.backbone_spec,
+            "threshold": self.threshold,
+            "params": self.params(),
+            "metadata": self.metadata,
+        }
+
+    # ---- backbone -----------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    @property
+    def backbone(self) -> VisionBackbone:
+        """Loaded on first use, so a detector that only sees cached features never
+        pays for it."""
+        if self._backbone is None:
+            object.__setattr__(self, "_backbone", load_backbone(self.backbone_spec).freeze())
+        if next(self._backbone.parameters()).device != self.device:
+            self._backbone.to(self.device)
+        return self._backbone
+
+    def attach_backbone(self, backbone: VisionBackbone) -> None:
+        """Reuse an already loaded backbone (it must match the spec)."""
+        object.__setattr__(self, "_backbone", backbone.freeze())
+
+    # ---- computation --------------------------------------------------------------
+    def head_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{self.name} does not run on cached features")
+
+    def extract(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The frozen feature this detector reads, straight from the backbone."""
+        with torch.no_grad():
+            out = self.backbone.encode(pixels, layers="all" if self.feature_key == "cls" else None)
+        return out.cls_per_layer if self.feature_key == "cls" else out.embed
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.head_from_features(self.extract(pixels))
+
+    def losses(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
+        return {"loss": bce, "bce": bce}
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def cache_point(self) -> str | None:
+        """Which frozen output can be cached (None: the whole network trains)."""
+        return self.feature_key
+
+    def fit_features(self, train: torch.Tensor, train_labels: torch.Tensor, val: torch.Tensor | None,
+                     val_labels: torch.Tensor | None, settings: dict[str, Any], log) -> dict[str, Any]:
+        """Train the head on cached features (gradient descent by default)."""
+        from ..training.probe import train_head
+
+        return train_head(self, train, train_labels, val, val_labels, settings, log)
+
+    # ---- inference ----------------------------------------------------------------
+    @torch.no_grad()
+    def probabilities_from_features(self, features: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        self.eval()
+        out = [torch.sigmoid(self.head_from_features(features[i : i + batch_size].to(self.device)).float()).cpu()
+               for i in range(0, features.shape[0], batch_size)]
+        return torch.cat(out) if out else torch.empty(0)
+
+    def verdict(self, prob: float) -> str:
+        return "fake" if prob >= self.threshold else "real"
+
+    @torch.no_grad()
+    def predict(self, inputs: Iterable[Any] | Any, batch_size: int = 16, progress=None) -> list[Prediction]:
+        """Score paths, PIL images, numpy arrays or bytes; unreadable inputs get an
+        error record instead of stopping the batch."""
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        self.eval()
+        results: list[Prediction | None] = [None] * len(items)
+        for start in range(0, len(items), batch_size):
+            idx, images = [], []
+            for i in range(start, min(start + batch_size, len(items))):
+                name = str(items[i]) if isinstance(items[i], (str, Path)) else f"<input {i}>"
+                try:
+                    images.append(read_image(items[i]))
+                    idx.append(i)
+                except ImageReadError as exc:
+                    results[i] = Prediction(name, None, None, exc.cause)
+            if images:
+                pixels = self.backbone.preprocess(images).to(self.device)
+                probs = torch.sigmoid(self(pixels).float()).cpu().tolist()
+                for i, p in zip(idx, probs):
+                    name = str(items[i]) if isinstance(items[i], (str, Path)) else f"<input {i}>"
+                    results[i] = Prediction(name, p, self.verdict(p))
+            if progress:
+                progress(min(batch_size, len(items) - start))
+        return results  # type: ignore[return-value]
+
+    # ---- persistence --------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_FILE), metadata={"detector": self.name})
+        (folder / CONFIG_FILE).write_text(json.dumps(self.config(), indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Detector":
+        det = cls(backbone=config.get("backbone", DEFAULT_BACKBONE), threshold=config.get("threshold", 0.5),
+                  **config.get("params", {}))
+        det.metadata = dict(config.get("metadata", {}))
+        return det
+
+
+def load_detector_dir(folder: str | Path, device: str | torch.device = "cpu") -> Detector:
+    """Rebuild a detector from ``config.json`` + ``model.safetensors``."""
+    folder = Path(folder)
+    cfg_path = folder / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{folder}: no {CONFIG_FILE} (not a saved detector)")
+    config = json.loads(cfg_path.read_text())
+    cls = DETECTORS.get(config["detector"])
+    det = cls.from_config(config)
+    det.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    return det.to(device).eval()
+

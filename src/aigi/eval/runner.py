@@ -1,0 +1,102 @@
+"""``aigi eval``: one protocol for every detector.
+
+Per subset (generator) and overall: AP, ROC AUC, accuracy on real, on fake and
+their mean at 0.5 and at the threshold the detector's training run chose on its
+validation split (never on these labels). "all" pools every image; "mean" is
+the average over subsets, as the field reports mAP / mAcc.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data.datasets import ImageDataset
+from ..detectors.base import Detector
+from ..training.feature_cache import FeatureCache
+from .metrics import mean_over, score
+
+TABLE_COLUMNS = [("ap", "AP"), ("auc", "AUC"), ("acc_real@0.5", "real@.5"), ("acc_fake@0.5", "fake@.5"),
+                 ("acc_mean@0.5", "mean@.5"), ("acc_real@val", "real@val"), ("acc_fake@val", "fake@val"),
+                 ("acc_mean@val", "mean@val")]
+
+
+@dataclass
+class EvalResult:
+    rows: dict[str, dict[str, Any]]  # subset name, "all", "mean" → metrics
+    predictions: list[dict[str, Any]]  # path, subset, label, prob_fake, error
+    errors: list[tuple[str, str]]
+
+    def as_json(self, detector: Detector, data: str) -> dict[str, Any]:
+        return {"detector": detector.name, "backbone": detector.backbone_spec, "data": data,
+                "threshold_val": detector.threshold, "metrics": self.rows,
+                "unreadable": [{"path": p, "error": e} for p, e in self.errors]}
+
+
+def _probabilities(detector: Detector, ds: ImageDataset, use_cache: bool, batch_size: int, progress):
+    """P(fake) for each readable sample; frozen detectors go through the feature cache."""
+    key = detector.cache_point()
+    if use_cache and key is not None:
+        cache = FeatureCache(detector.backbone)
+        res = cache.extract(ds.paths, keys=(key,), batch_size=batch_size, progress=progress)
+        probs = detector.probabilities_from_features(res.features[key]).tolist()
+        return dict(zip(res.kept, probs)), res.errors
+    preds = detector.predict(ds.paths, batch_size=batch_size, progress=progress)
+    scores = {i: p.prob_fake for i, p in enumerate(preds) if p.error is None}
+    return scores, [(p.path, p.error) for p in preds if p.error is not None]
+
+
+def evaluate(detector: Detector, ds: ImageDataset, use_cache: bool = True, batch_size: int = 32,
+             progress=None) -> EvalResult:
+    scores, errors = _probabilities(detector, ds, use_cache, batch_size, progress)
+    predictions = []
+    per_subset: dict[str, tuple[list[int], list[float]]] = {}
+    for i, s in enumerate(ds.samples):
+        p = scores.get(i)
+        predictions.append({"path": str(s.path), "subset": s.subset, "label": s.label,
+                            "prob_fake": None if p is None else round(float(p), 6)})
+        if p is not None:
+            ys, ps = per_subset.setdefault(s.subset, ([], []))
+            ys.append(s.label)
+            ps.append(float(p))
+    if not per_subset:
+        raise ValueError(f"{ds.name}: no readable image to evaluate")
+    rows = {name: score(ys, ps, detector.threshold) for name, (ys, ps) in sorted(per_subset.items())}
+    all_y = [y for ys, _ in per_subset.values() for y in ys]
+    all_p = [p for _, ps in per_subset.values() for p in ps]
+    subset_rows = list(rows.values())
+    rows["all"] = score(all_y, all_p, detector.threshold)
+    if len(subset_rows) > 1:
+        rows["mean"] = mean_over(subset_rows)
+    return EvalResult(rows, predictions, errors)
+
+
+def format_table(rows: dict[str, dict[str, Any]]) -> str:
+    """A fixed-width table a person can read in a terminal."""
+    name_w = max(8, *(len(k) for k in rows))
+    head = f"{'subset':<{name_w}} {'n':>6} " + " ".join(f"{label:>8}" for _, label in TABLE_COLUMNS)
+    lines = [head, "-" * len(head)]
+    for name, r in rows.items():
+        cells = " ".join(f"{'n/a':>8}" if r.get(k) is None else f"{r[k]:>8.4f}" for k, _ in TABLE_COLUMNS)
+        lines.append(f"{name:<{name_w}} {r['n']:>6} {cells}")
+    return "\n".join(lines)
+
+
+def write_outputs(result: EvalResult, detector: Detector, data: str, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "metrics.json", out / "metrics.csv", out / "predictions.csv", out / "metrics.txt"]
+    files[0].write_text(json.dumps(result.as_json(detector, data), indent=2) + "\n")
+    keys = ["n", "n_real", "n_fake"] + [k for k, _ in TABLE_COLUMNS] + ["acc@0.5", "acc@val", "threshold"]
+    with open(files[1], "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["subset"] + keys)
+        for name, r in result.rows.items():
+            w.writerow([name] + ["" if r.get(k) is None else r.get(k) for k in keys])
+    with open(files[2], "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["path", "subset", "label", "prob_fake"])
+        w.writeheader()
+        w.writerows(result.predictions)
+    files[3].write_text(format_table(result.rows) + "\n")
+    return files
