@@ -6,10 +6,26 @@ float, ``data.limit=null`` is None and ``params.k=5`` an int.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where ``1e-4`` (no dot) is a string; recipes mean a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
 
 
 class ConfigError(ValueError):
@@ -21,7 +37,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(data, dict):
@@ -37,7 +53,7 @@ def apply_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[st
         if not sep or not key.strip():
             raise ConfigError(f"override '{item}' is not of the form key=value")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = parse_yaml(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
         node = out

@@ -23,14 +23,17 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T | str] = {}
+        self._specs: dict[str, T | str] = {}  # as registered, before a lazy string is resolved
 
     def register(self, name: str, obj: T | str | None = None) -> Callable[[T], T] | T:
         """Register ``obj`` under ``name``; without ``obj`` acts as a decorator."""
 
         def add(target: T | str) -> Any:
-            if name in self._entries and self._entries[name] is not target:
+            known = self._specs.get(name)
+            if known is not None and known is not target and not (isinstance(target, str) and known == target):
                 raise RegistryError(f"{self.kind} '{name}' is already registered")
-            self._entries[name] = target
+            if known is None:
+                self._entries[name] = self._specs[name] = target
             return target
 
         return add(obj) if obj is not None else add

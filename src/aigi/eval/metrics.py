@@ -42,21 +42,22 @@ def tune_threshold(labels: Sequence[int], probs: Sequence[float]) -> float:
 
     Meant for a validation split: the evaluation code never calls it with test
     labels. Candidates are midpoints between consecutive distinct scores (plus
-    both ends); ties go to the candidate closest to 0.5.
+    just outside both ends); ties go to the candidate closest to 0.5.
     """
     y, p = _arrays(labels, probs)
     if not ((y == 0).any() and (y == 1).any()):
         return 0.5
     uniq = np.unique(p)
     cands = np.concatenate([[uniq[0] - 1e-6], (uniq[:-1] + uniq[1:]) / 2, [uniq[-1] + 1e-6]])
-    # balanced accuracy for every candidate at once, via sorted scores
     real_sorted, fake_sorted = np.sort(p[y == 0]), np.sort(p[y == 1])
-    acc_real = np.searchsorted(real_sorted, cands, side="left") / len(real_sorted)  # real below t
-    acc_fake = 1.0 - np.searchsorted(fake_sorted, cands, side="left") / len(fake_sorted)  # fake at or above t
-    bal = (acc_real + acc_fake) / 2
-    best = np.flatnonzero(np.isclose(bal, bal.max()))
-    choice = best[np.argmin(np.abs(cands[best] - 0.5))]
-    return float(np.clip(cands[choice], 0.0, 1.0))
+    n_real, n_fake = len(real_sorted), len(fake_sorted)
+    right_real = np.searchsorted(real_sorted, cands, side="left")  # reals below t
+    right_fake = n_fake - np.searchsorted(fake_sorted, cands, side="left")  # fakes at or above t
+    # balanced accuracy × n_real × n_fake, in integers: exact ties, no float noise
+    bal = right_real.astype(np.int64) * n_fake + right_fake.astype(np.int64) * n_real
+    best = np.flatnonzero(bal == bal.max())
+    # not clipped to [0, 1]: "call everything real" may need a threshold just above 1
+    return float(cands[best[np.argmin(np.abs(cands[best] - 0.5))]])
 
 
 def score(labels: Sequence[int], probs: Sequence[float], tuned_threshold: float | None = None) -> dict[str, Any]:

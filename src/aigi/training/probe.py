@@ -39,7 +39,7 @@ def train_head(detector, train: torch.Tensor, train_labels: torch.Tensor, val: t
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         row = {"epoch": epoch, "train_loss": total / len(order)}
         if val is not None and val_labels is not None and len(val):
             detector.eval()

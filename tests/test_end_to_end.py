@@ -1,0 +1,134 @@
+"""train → eval → detect through the command line, on a tiny random backbone."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import aigi
+from aigi.cli import app
+
+runner = CliRunner()
+
+
+def _train(tmp_path: Path, data: Path, detector: str = "univfd", extra=()) -> Path:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "detector": detector, "backbone": "random:tiny-clip",
+        "data": {"train": str(data / "train"), "val": str(data / "val")},
+        "train": {"epochs": 60, "lr": 0.01, "batch_size": 16},
+    }))
+    out = tmp_path / f"run-{detector}"
+    res = runner.invoke(app, ["train", str(recipe), f"output={out}", *extra])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_data):
+    return _train(tmp_path_factory.mktemp("train"), tiny_data)
+
+
+def test_train_writes_a_complete_run(run_dir):
+    for name in ["detector/config.json", "detector/model.safetensors", "config.yaml", "metrics.json",
+                 "val_predictions.csv", "train.log"]:
+        assert (run_dir / name).is_file(), name
+    cfg = json.loads((run_dir / "detector/config.json").read_text())
+    assert cfg["detector"] == "univfd" and cfg["backbone"] == "random:tiny-clip"
+    metrics = json.loads((run_dir / "metrics.json").read_text())["validation"]
+    assert metrics["n"] == 16 and metrics["auc"] > 0.9
+    assert cfg["threshold"] == metrics["threshold"]
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert resolved["train"]["epochs"] == 60 and resolved["train"]["weight_decay"] == 0.0  # defaults filled in
+
+
+def test_eval_per_subset_and_overall(run_dir, tiny_data, tmp_path):
+    out = tmp_path / "eval"
+    res = runner.invoke(app, ["eval", "--detector", str(run_dir), "--data", str(tiny_data / "test"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "metrics.json").read_text())
+    rows = report["metrics"]
+    assert set(rows) == {"gen_a", "gen_b", "all", "mean"}
+    assert rows["all"]["n"] == 32 and rows["gen_a"]["n_real"] == 8
+    assert rows["all"]["auc"] > 0.9
+    assert abs(rows["mean"]["ap"] - (rows["gen_a"]["ap"] + rows["gen_b"]["ap"]) / 2) < 1e-9
+    assert report["threshold_val"] == rows["all"]["threshold"]
+    with open(out / "metrics.csv") as fh:
+        assert [r["subset"] for r in csv.DictReader(fh)] == ["gen_a", "gen_b", "all", "mean"]
+    assert "gen_a" in res.output and "AUC" in res.output
+
+
+def test_eval_from_cache_equals_eval_from_pixels(run_dir, tiny_data, tmp_path):
+    outs = []
+    for flag in ([], ["--no-cache"]):
+        out = tmp_path / f"eval{len(flag)}"
+        res = runner.invoke(app, ["eval", "-d", str(run_dir), "--data", str(tiny_data / "test"), "-o", str(out), *flag])
+        assert res.exit_code == 0, res.output
+        outs.append(json.loads((out / "metrics.json").read_text())["metrics"]["all"])
+    assert outs[0]["ap"] == pytest.approx(outs[1]["ap"], abs=1e-6)
+
+
+def test_detect_bad_files_and_resume(run_dir, tiny_data, tmp_path):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    good = sorted((tiny_data / "test").rglob("*.png"))[:5]
+    for i, src in enumerate(good):
+        (folder / f"ok{i}.png").write_bytes(src.read_bytes())
+    (folder / "truncated.png").write_bytes(good[0].read_bytes()[:50])
+    (folder / "notes.jpg").write_text("this is not an image")
+    out = tmp_path / "results.jsonl"
+    res = runner.invoke(app, ["detect", str(folder), "-d", str(run_dir), "--out", str(out), "--batch-size", "3"])
+    assert res.exit_code == 0, res.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 7
+    by_name = {Path(r["path"]).name: r for r in records}
+    assert by_name["truncated.png"]["error"] and by_name["truncated.png"]["prob_fake"] is None
+    assert by_name["notes.jpg"]["error"] == "not a recognised image format"
+    assert by_name["truncated.png"]["error"] == "truncated or corrupt image data"
+    assert all(0 <= by_name[f"ok{i}.png"]["prob_fake"] <= 1 for i in range(5))
+    assert "2 unreadable" in res.output
+
+    # resume: a new file appears; only it is scored, nothing already written is lost
+    (folder / "late.png").write_bytes(good[1].read_bytes())
+    res2 = runner.invoke(app, ["detect", str(folder), "-d", str(run_dir), "--out", str(out)])
+    assert res2.exit_code == 0, res2.output
+    records2 = [json.loads(line) for line in out.read_text().splitlines()]
+    assert records2[:7] == records and len(records2) == 8
+    assert Path(records2[-1]["path"]).name == "late.png"
+    assert "7 already in" in res2.output
+
+
+def test_detect_csv_output_and_python_api_agree(run_dir, tiny_data, tmp_path):
+    files = sorted((tiny_data / "test" / "gen_b").rglob("*.png"))[:4]
+    out = tmp_path / "r.csv"
+    res = runner.invoke(app, ["detect", *map(str, files), "-d", str(run_dir), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    det = aigi.load_detector(run_dir)
+    preds = det.predict([str(f) for f in files])
+    assert [float(r["prob_fake"]) for r in rows] == pytest.approx([p.prob_fake for p in preds], abs=1e-5)
+    assert [p.verdict for p in preds] == [("fake" if p.prob_fake >= det.threshold else "real") for p in preds]
+
+
+def test_knn_variant_end_to_end(tiny_data, tmp_path):
+    run = _train(tmp_path, tiny_data, detector="univfd-knn", extra=["params.k=3"])
+    metrics = json.loads((run / "metrics.json").read_text())["validation"]
+    assert metrics["auc"] > 0.9
+    det = aigi.load_detector(run)
+    assert det.k == 3 and det.bank.shape[0] == 32
+
+
+def test_clear_one_line_errors(tmp_path, run_dir):
+    res = runner.invoke(app, ["eval", "-d", str(run_dir), "--data", str(tmp_path / "nowhere")])
+    assert res.exit_code == 2 and "nowhere" in res.output and res.output.count("\n") == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("detector: nosuch\ndata: {train: x}\n")
+    res = runner.invoke(app, ["train", str(bad)])
+    assert res.exit_code == 2 and "error:" in res.output
+    res = runner.invoke(app, ["detect", str(tmp_path / "none.png"), "-d", str(run_dir)])
+    assert res.exit_code == 2 and "none.png" in res.output

@@ -1,0 +1,95 @@
+"""The feature cache: a second pass never calls the backbone, bad files are
+reported and skipped, and a crash leaves the store readable."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aigi.backbones import load_backbone
+from aigi.data.io import read_image
+from aigi.training.feature_cache import FeatureCache, FeatureStore
+
+from .conftest import write_split
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return load_backbone("random:tiny-clip").freeze()
+
+
+def _count_calls(bb):
+    calls = {"n": 0}
+
+    def hook(module, args):
+        calls["n"] += args[0].shape[0]
+
+    return calls, bb.model.vision_model.embeddings.register_forward_pre_hook(hook)
+
+
+def test_second_run_does_not_call_backbone(tmp_path, backbone):
+    root = write_split(tmp_path / "d", 5, seed=0)
+    paths = sorted(root.rglob("*.png"))
+    calls, handle = _count_calls(backbone)
+    try:
+        first = FeatureCache(backbone, root=tmp_path / "c").extract(paths, keys=("embed", "cls"), batch_size=4)
+        n_first = calls["n"]
+        second = FeatureCache(backbone, root=tmp_path / "c").extract(paths, keys=("embed", "cls"), batch_size=4)
+    finally:
+        handle.remove()
+    assert first.encoded == n_first == len(paths)
+    assert second.encoded == 0 and calls["n"] == n_first, "the backbone ran again on cached images"
+    for key in ("embed", "cls"):
+        assert torch.equal(first.features[key], second.features[key])
+    assert second.features["cls"].shape == (len(paths), backbone.num_layers, backbone.width)
+    with torch.no_grad():
+        direct = backbone.encode(backbone.preprocess([read_image(paths[0])]))
+    assert torch.allclose(direct.embed[0], first.features["embed"][0], atol=1e-5)
+
+
+def test_new_key_or_new_images_only_encode_what_is_missing(tmp_path, backbone):
+    root = write_split(tmp_path / "d", 4, seed=1)
+    paths = sorted(root.rglob("*.png"))
+    cache = FeatureCache(backbone, root=tmp_path / "c")
+    assert cache.extract(paths[:5], keys=("embed",)).encoded == 5
+    assert cache.extract(paths, keys=("embed",)).encoded == len(paths) - 5
+    assert cache.extract(paths, keys=("embed", "cls")).encoded == len(paths)  # "cls" was never stored
+
+
+def test_identical_bytes_share_a_row_and_renames_hit(tmp_path, backbone):
+    root = write_split(tmp_path / "d", 2, seed=2)
+    src = sorted(root.rglob("*.png"))[0]
+    copy = tmp_path / "renamed copy.png"
+    copy.write_bytes(src.read_bytes())
+    cache = FeatureCache(backbone, root=tmp_path / "c")
+    res = cache.extract([src, copy])
+    assert res.encoded == 1 and torch.equal(res.features["embed"][0], res.features["embed"][1])
+
+
+def test_bad_files_reported_and_skipped(tmp_path, backbone):
+    root = write_split(tmp_path / "d", 2, seed=3)
+    good = sorted(root.rglob("*.png"))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(good[0].read_bytes()[:60])
+    missing = tmp_path / "missing.png"
+    res = FeatureCache(backbone, root=tmp_path / "c").extract([good[0], broken, missing, good[1]])
+    assert res.kept == [0, 3]
+    assert res.features["embed"].shape[0] == 2
+    causes = dict(res.errors)
+    assert set(causes) == {str(broken), str(missing)}
+    assert causes[str(missing)] == "file not found"
+    assert all("\n" not in c for c in causes.values())
+
+
+def test_torn_index_line_is_ignored(tmp_path):
+    store = FeatureStore(tmp_path / "s")
+    store.add(["a", "b"], torch.arange(6.0).view(2, 3))
+    with open(store.index_path, "a") as fh:
+        fh.write('{"hash": "c", "sha')  # a crash in the middle of a write
+    reopened = FeatureStore(tmp_path / "s")
+    assert len(reopened) == 2 and "c" not in reopened
+    assert torch.equal(reopened.get(["b", "a"]), torch.tensor([[3.0, 4, 5], [0, 1, 2]]))
+
+
+def test_namespace_separates_backbones(tmp_path, backbone):
+    other = load_backbone("random:tiny-clip@1")
+    assert FeatureCache(backbone, root=tmp_path).dir != FeatureCache(other, root=tmp_path).dir
