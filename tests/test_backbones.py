@@ -109,3 +109,31 @@ def test_text_spec_rejected_as_vision():
 def test_listing_names_every_architecture():
     specs = {r["spec"] for r in list_backbones()}
     assert "embedded" in specs and "random:clip-vit-l14" in specs and "openai/clip-vit-large-patch14" in specs
+
+
+@pytest.mark.parametrize("arch", ["tiny-clip", "tiny-siglip"])
+def test_load_from_local_directory(tmp_path, arch):
+    """The hub-id / local-folder path: a saved model folder loads with its own processor config."""
+    import json
+
+    src = load_backbone(f"random:{arch}@7")
+    src.model.save_pretrained(tmp_path)
+    spec = src.preprocess_spec
+    proc = {"size": {"shortest_edge": spec.size}, "crop_size": {"height": spec.crop, "width": spec.crop},
+            "do_center_crop": True} if spec.resize_mode == "shortest_edge" else {"size": {"height": spec.size, "width": spec.size}}
+    proc.update(resample=3, image_mean=list(spec.mean), image_std=list(spec.std))
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(proc))
+    loaded = load_backbone(str(tmp_path))
+    assert loaded.family == src.family and loaded.preprocess_spec == spec
+    assert loaded.fingerprint.startswith("dir:")
+    x = _pixels(src)
+    with torch.no_grad():
+        assert torch.allclose(loaded.encode(x).embed, src.encode(x).embed, atol=1e-6)
+
+
+def test_not_a_clip_or_siglip_folder(tmp_path):
+    from transformers import BertConfig
+
+    BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="not a CLIP or SigLIP"):
+        load_backbone(str(tmp_path))

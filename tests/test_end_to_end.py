@@ -132,3 +132,13 @@ def test_clear_one_line_errors(tmp_path, run_dir):
     assert res.exit_code == 2 and "error:" in res.output
     res = runner.invoke(app, ["detect", str(tmp_path / "none.png"), "-d", str(run_dir)])
     assert res.exit_code == 2 and "none.png" in res.output
+
+
+def test_python_api_train_and_evaluate(tiny_data, tmp_path):
+    run = aigi.train({"detector": "univfd", "backbone": "random:tiny-clip",
+                      "data": {"train": str(tiny_data / "train"), "val": str(tiny_data / "val")}},
+                     overrides=["train.epochs=40", "train.lr=1e-2", f"output={tmp_path / 'run'}"])
+    result = aigi.evaluate(run, tiny_data / "test", out=tmp_path / "ev")
+    assert result.rows["all"]["n"] == 32 and result.rows["all"]["auc"] > 0.9
+    assert (tmp_path / "ev" / "metrics.json").is_file()
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"] == 0.01

@@ -9,14 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "load_detector", "load_backbone", "Detector", "Prediction"]
+__all__ = ["__version__", "load_detector", "load_backbone", "train", "evaluate", "Detector", "Prediction"]
 
 
 def __getattr__(name: str) -> Any:  # keep `import aigi` light: torch loads on first use
-    if name == "load_detector":
-        from .api import load_detector
+    if name in ("load_detector", "train", "evaluate"):
+        from . import api
 
-        return load_detector
+        return getattr(api, name)
     if name == "load_backbone":
         from .backbones import load_backbone
 

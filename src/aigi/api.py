@@ -35,3 +35,26 @@ def resolve_detector(name_or_path: str | Path | None = None) -> Path:
 def load_detector(name_or_path: str | Path | None = None, device: str | torch.device = "cpu") -> Detector:
     """Load a detector ready for ``predict``; with no argument, the default one."""
     return load_detector_dir(resolve_detector(name_or_path), device=device)
+
+
+def train(config: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> Path:
+    """Train from a YAML recipe (path) or a dict, with ``key=value`` overrides; returns the run folder."""
+    from .config import apply_overrides, resolve
+    from .training.run import train as run_train
+
+    cfg = apply_overrides(config, overrides) if isinstance(config, dict) else resolve(config, overrides)
+    return run_train(cfg, echo=None)
+
+
+def evaluate(detector: Detector | str | Path | None, data: str | Path, out: str | Path | None = None,
+             subset_depth: int = 1, use_cache: bool = True):
+    """Score a detector on a labelled folder or manifest; writes JSON/CSV when ``out`` is given."""
+    from .data.datasets import load_dataset
+    from .eval.runner import evaluate as run_eval
+    from .eval.runner import write_outputs
+
+    det = detector if isinstance(detector, Detector) else load_detector(detector)
+    result = run_eval(det, load_dataset(data, subset_depth=subset_depth), use_cache=use_cache)
+    if out is not None:
+        write_outputs(result, det, str(data), Path(out))
+    return result

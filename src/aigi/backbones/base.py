@@ -48,14 +48,20 @@ class VisionBackbone(nn.Module):
         self.fingerprint = fingerprint
         self.name = name
 
-    # ---- pieces subclasses supply -------------------------------------------------
+    # ---- the transformers layout CLIP and SigLIP share -----------------------------
+    @property
+    def _vit(self) -> nn.Module:
+        return getattr(self.model, "vision_model", self.model)
+
     @property
     def blocks(self) -> nn.ModuleList:
-        raise NotImplementedError
+        return self._vit.encoder.layers
 
     @property
     def width(self) -> int:
-        raise NotImplementedError
+        return self.model.config.hidden_size
+
+    # ---- pieces subclasses supply -------------------------------------------------
 
     @property
     def embed_dim(self) -> int:

@@ -6,10 +6,9 @@ import re
 
 import torch
 from torch import nn
-from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPVisionConfig, CLIPVisionModelWithProjection
+from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPVisionConfig
 
 from .base import VisionBackbone
-from .preprocess import PreprocessSpec
 
 
 class ClipVisionBackbone(VisionBackbone):
@@ -17,21 +16,6 @@ class ClipVisionBackbone(VisionBackbone):
     the post-LN CLS token times the visual projection."""
 
     family = "clip"
-
-    def __init__(self, model: CLIPVisionModelWithProjection, spec: PreprocessSpec, fingerprint: str, name: str) -> None:
-        super().__init__(model, spec, fingerprint, name)
-
-    @property
-    def _vit(self) -> nn.Module:
-        return self.model.vision_model
-
-    @property
-    def blocks(self) -> nn.ModuleList:
-        return self._vit.encoder.layers
-
-    @property
-    def width(self) -> int:
-        return self.model.config.hidden_size
 
     @property
     def embed_dim(self) -> int:

@@ -6,11 +6,9 @@ tokens, and the final embedding is the model's attention-pooling head output.
 from __future__ import annotations
 
 import torch
-from torch import nn
-from transformers import SiglipVisionConfig, SiglipVisionModel
+from transformers import SiglipVisionConfig
 
 from .base import VisionBackbone
-from .preprocess import PreprocessSpec
 
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
@@ -18,21 +16,6 @@ SIGLIP_STD = (0.5, 0.5, 0.5)
 
 class SiglipVisionBackbone(VisionBackbone):
     family = "siglip"
-
-    def __init__(self, model: SiglipVisionModel, spec: PreprocessSpec, fingerprint: str, name: str) -> None:
-        super().__init__(model, spec, fingerprint, name)
-
-    @property
-    def _vit(self) -> nn.Module:
-        return self.model.vision_model if hasattr(self.model, "vision_model") else self.model
-
-    @property
-    def blocks(self) -> nn.ModuleList:
-        return self._vit.encoder.layers
-
-    @property
-    def width(self) -> int:
-        return self.model.config.hidden_size
 
     @property
     def embed_dim(self) -> int:

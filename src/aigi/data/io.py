@@ -137,6 +137,7 @@ def _pillow_bomb(err: BaseException, name: str, limit: int | None) -> ImageReadE
 
 
 def _os_cause(err: OSError) -> str:
+    """A short lower-case reason for an OS error (shared with the feature cache)."""
     if isinstance(err, FileNotFoundError):
         return "file not found"
     if isinstance(err, IsADirectoryError):

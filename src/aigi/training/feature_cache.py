@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..backbones.base import VisionBackbone
-from ..data.io import ImageReadError, file_sha256, read_image
+from ..data.io import ImageReadError, _os_cause, file_sha256, read_image
 from ..paths import feature_cache_dir
 
 FEATURE_KEYS = ("embed", "cls")
@@ -194,12 +194,3 @@ class FeatureCache:
         features = {k: stores[k].get([hashes[i] for i in kept]) for k in keys}  # type: ignore[misc]
         return ExtractResult(features, kept, errors, encoded)
 
-
-def _os_cause(exc: OSError) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "file not found"
-    if isinstance(exc, IsADirectoryError):
-        return "is a directory"
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    return exc.strerror or str(exc)
