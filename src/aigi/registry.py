@@ -66,3 +66,4 @@ BACKBONES: Registry[Any] = Registry("backbone architecture")
 # Lazy entries: the module is imported on first use only.
 DETECTORS.register("univfd", "aigi.detectors.univfd:UnivFDProbe")
 DETECTORS.register("univfd-knn", "aigi.detectors.univfd:UnivFDNearestNeighbour")
+DETECTORS.register("ltd", "aigi.detectors.ltd:LTDDetector")

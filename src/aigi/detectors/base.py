@@ -64,6 +64,11 @@ class Detector(nn.Module):
         """Constructor arguments besides backbone/threshold (JSON-serialisable)."""
         return {}
 
+    @classmethod
+    def backbone_params(cls, backbone: VisionBackbone) -> dict[str, Any]:
+        """Constructor arguments read off the backbone (widths, depth); a recipe may override them."""
+        return {}
+
     def config(self) -> dict[str, Any]:
         return {
             "format": FORMAT_VERSION,
@@ -127,6 +132,19 @@ class Detector(nn.Module):
         from ..training.probe import train_head
 
         return train_head(self, train, train_labels, val, val_labels, settings, log)
+
+    # ---- training hooks (no-ops unless a method needs them) --------------------------
+    def on_train_progress(self, fraction: float) -> None:
+        """Called before every optimisation step with the share of training done."""
+
+    def epoch_report(self) -> dict[str, Any]:
+        """Extra per-epoch values for the training history (e.g. a selection distribution)."""
+        return {}
+
+    def write_report(self, folder: Path, features: torch.Tensor, labels: torch.Tensor,
+                     history: list[dict[str, Any]]) -> list[Path]:
+        """Method-specific tables and plots for the run folder, from validation features."""
+        return []
 
     # ---- inference ----------------------------------------------------------------
     @torch.no_grad()

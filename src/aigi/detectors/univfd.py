@@ -31,6 +31,10 @@ class UnivFDProbe(Detector):
     def params(self) -> dict[str, Any]:
         return {"embed_dim": self.embed_dim}
 
+    @classmethod
+    def backbone_params(cls, backbone) -> dict[str, Any]:
+        return {"embed_dim": backbone.embed_dim}
+
     def head_from_features(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features.to(self.head.weight.dtype)).squeeze(-1)
 
@@ -56,6 +60,10 @@ class UnivFDNearestNeighbour(Detector):
     def params(self) -> dict[str, Any]:
         return {"embed_dim": self.embed_dim, "k": self.k, "temperature": self.temperature,
                 "bank_size": int(self.bank.shape[0])}
+
+    @classmethod
+    def backbone_params(cls, backbone) -> dict[str, Any]:
+        return {"embed_dim": backbone.embed_dim}
 
     def head_from_features(self, features: torch.Tensor) -> torch.Tensor:
         if self.bank.shape[0] == 0:

@@ -28,19 +28,23 @@ def train_head(detector, train: torch.Tensor, train_labels: torch.Tensor, val: t
     best_state, best_epoch = None, -1
     history = []
     y = train_labels.float()
+    steps_per_epoch = -(-train.shape[0] // batch_size)
+    total_steps, step = epochs * steps_per_epoch, 0
     for epoch in range(1, epochs + 1):
         detector.train()
         order = torch.randperm(train.shape[0], generator=gen)
         total = 0.0
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
+            detector.on_train_progress(step / max(1, total_steps - 1))
+            step += 1
             logits = detector.head_from_features(train[idx].to(device))
             loss = detector.losses(logits, y[idx].to(device))["loss"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
-        row = {"epoch": epoch, "train_loss": total / len(order)}
+        row = {"epoch": epoch, "train_loss": total / len(order), **detector.epoch_report()}
         if val is not None and val_labels is not None and len(val):
             detector.eval()
             with torch.no_grad():
@@ -54,7 +58,8 @@ def train_head(detector, train: torch.Tensor, train_labels: torch.Tensor, val: t
                 best, best_state, best_epoch = key, copy.deepcopy(detector.state_dict()), epoch
         history.append(row)
         if epoch == 1 or epoch == epochs or epoch % max(1, epochs // 10) == 0:
-            log("epoch " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            log("epoch " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                                    if not isinstance(v, list)))
     if best_state is not None:
         detector.load_state_dict(best_state)
         log(f"kept epoch {best_epoch} (best validation AP)")

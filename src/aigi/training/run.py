@@ -8,7 +8,6 @@ The run directory holds everything needed to use and to audit the result:
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import random
 import time
@@ -98,11 +97,10 @@ def _features(cache: FeatureCache, ds: ImageDataset, key: str, batch_size: int, 
     return result.features[key], labels, samples
 
 
-def build_detector(config: dict[str, Any], embed_dim: int | None = None) -> Detector:
+def build_detector(config: dict[str, Any], backbone=None) -> Detector:
+    """The recipe's detector; sizes it needs from the backbone are read off it."""
     cls = DETECTORS.get(config["detector"])
-    params = dict(config.get("params") or {})
-    if embed_dim is not None and "embed_dim" not in params and "embed_dim" in inspect.signature(cls).parameters:
-        params["embed_dim"] = embed_dim
+    params = {**(cls.backbone_params(backbone) if backbone is not None else {}), **(config.get("params") or {})}
     try:
         return cls(backbone=config["backbone"], **params)
     except TypeError as exc:
@@ -133,7 +131,7 @@ def train(config: dict[str, Any], progress_factory=None, echo: Callable[[str], N
     log(f"train: {train_ds.counts()}  val: {val_ds.counts()}")
 
     backbone = load_backbone(cfg["backbone"], device=cfg["device"]).freeze()
-    detector = build_detector(cfg, embed_dim=backbone.embed_dim).to(cfg["device"])
+    detector = build_detector(cfg, backbone).to(cfg["device"])
     detector.attach_backbone(backbone)
     key = detector.cache_point()
     if key is None:
@@ -156,6 +154,8 @@ def train(config: dict[str, Any], progress_factory=None, echo: Callable[[str], N
         "threshold_source": "validation split (max mean of real/fake accuracy)",
     }
     metrics = score(yva.int().tolist(), probs.tolist(), detector.threshold)
+    for path in detector.write_report(out / "report", xva, yva, summary.get("history", [])):
+        log(f"report: {path}")
     log(f"validation: AP={metrics['ap']:.4f} AUC={metrics['auc']:.4f} acc@0.5={metrics['acc_mean@0.5']:.4f} "
         f"acc@val={metrics['acc_mean@val']:.4f} threshold={detector.threshold:.4f}")
     detector.save(out / "detector")

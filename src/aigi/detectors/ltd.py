@@ -1,0 +1,198 @@
+"""LTD — Layer Transition Discrepancy (CVPR 2026, arXiv 2603.10598).
+
+Real images move smoothly through a frozen ViT's middle blocks; generated ones
+jump. LTD reads every block's CLS summary ``f^(1..L)`` from one frozen pass,
+picks a window of ``n`` consecutive blocks (learned with straight-through
+Gumbel-softmax over the ``C = L − n + 1`` starts; argmax at inference), and
+runs two token sequences through ONE shared transformer block:
+
+* raw branch:        ``[CLS_r, P f^(s), …, P f^(s+n−1)] + pos_r``
+* transition branch: ``[CLS_t, P d^(1), …, P d^(n−1)] + pos_t``,  ``d^(k) = f^(s+k) − f^(s+k−1)``
+
+``P`` is one shared projection to the block width. The two [CLS] outputs are
+concatenated → LayerNorm → Linear → logit. Because the backbone is frozen,
+training reads the per-block features from the feature cache; inference stops
+the backbone after the window's last block.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..backbones import DEFAULT_BACKBONE
+from .base import Detector
+
+BRANCHES = ("both", "raw", "transition")
+
+
+class LTDDetector(Detector):
+    name = "ltd"
+    feature_key = "cls"
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        threshold: float = 0.5,
+        num_layers: int = 12,
+        width: int = 768,
+        n: int = 5,
+        hidden: int | None = None,
+        heads: int = 8,
+        dropout: float = 0.3,
+        branches: str = "both",
+        position_encoding: bool = True,
+        fixed_start: int | None = None,
+        tau_start: float = 1.0,
+        tau_end: float = 0.1,
+    ) -> None:
+        super().__init__(backbone, threshold)
+        if branches not in BRANCHES:
+            raise ValueError(f"branches must be one of {BRANCHES}, not '{branches}'")
+        if not 2 <= n <= num_layers:
+            raise ValueError(f"window n={n} must be between 2 and the backbone's {num_layers} blocks")
+        self.num_layers, self.width, self.n = int(num_layers), int(width), int(n)
+        self.hidden = int(hidden or width)
+        self.heads, self.dropout, self.branches = int(heads), float(dropout), branches
+        self.position_encoding = bool(position_encoding)
+        self.candidates = self.num_layers - self.n + 1
+        if fixed_start is not None and not 0 <= fixed_start < self.candidates:
+            raise ValueError(f"fixed_start={fixed_start} outside 0..{self.candidates - 1}")
+        self.fixed_start = fixed_start
+        self.tau_start, self.tau_end = float(tau_start), float(tau_end)
+        self.tau = self.tau_start
+
+        self.selection_logits = nn.Parameter(torch.zeros(self.candidates), requires_grad=fixed_start is None)
+        self.project = nn.Linear(self.width, self.hidden)
+        self.cls_raw = nn.Parameter(torch.zeros(1, 1, self.hidden))
+        self.cls_transition = nn.Parameter(torch.zeros(1, 1, self.hidden))
+        self.pos_raw = nn.Parameter(torch.zeros(1, self.n + 1, self.hidden))
+        self.pos_transition = nn.Parameter(torch.zeros(1, self.n, self.hidden))
+        for p in (self.cls_raw, self.cls_transition, self.pos_raw, self.pos_transition):
+            nn.init.trunc_normal_(p, std=0.02)
+        if not self.position_encoding:  # ablation: fixed at zero
+            for p in (self.pos_raw, self.pos_transition):
+                p.requires_grad_(False)
+                nn.init.zeros_(p)
+        self.block = nn.TransformerEncoderLayer(self.hidden, self.heads, dim_feedforward=4 * self.hidden,
+                                                dropout=self.dropout, batch_first=True)
+        n_branches = 2 if branches == "both" else 1
+        self.norm = nn.LayerNorm(n_branches * self.hidden)
+        self.classifier = nn.Linear(n_branches * self.hidden, 1)
+
+    def params(self) -> dict[str, Any]:
+        return {"num_layers": self.num_layers, "width": self.width, "n": self.n, "hidden": self.hidden,
+                "heads": self.heads, "dropout": self.dropout, "branches": self.branches,
+                "position_encoding": self.position_encoding, "fixed_start": self.fixed_start,
+                "tau_start": self.tau_start, "tau_end": self.tau_end}
+
+    @classmethod
+    def backbone_params(cls, backbone) -> dict[str, Any]:
+        return {"num_layers": backbone.num_layers, "width": backbone.width}
+
+    # ---- window selection ---------------------------------------------------------
+    def selected_start(self) -> int:
+        """The window start used at inference: the argmax of the selection logits."""
+        return int(self.fixed_start if self.fixed_start is not None else self.selection_logits.argmax())
+
+    def selected_layers(self) -> list[int]:
+        s = self.selected_start()
+        return list(range(s, s + self.n))
+
+    def selection_probabilities(self) -> torch.Tensor:
+        return torch.softmax(self.selection_logits.detach().float(), dim=0)
+
+    def _windows(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, L, d] → [B, C, n, d], every candidate window."""
+        return features.unfold(1, self.n, 1).permute(0, 1, 3, 2)
+
+    def select(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, L, d] per-block features → [B, n, d] window.
+
+        Training: one hard Gumbel-softmax sample per batch, straight-through so the
+        selection logits get gradients. Evaluation: the argmax window.
+        """
+        if features.shape[1] != self.num_layers:
+            raise ValueError(f"expected {self.num_layers} blocks of features, got {features.shape[1]}")
+        if self.fixed_start is not None or not self.training:
+            s = self.selected_start()
+            return features[:, s : s + self.n]
+        weights = nn.functional.gumbel_softmax(self.selection_logits, tau=self.tau, hard=True)
+        return torch.einsum("c,bcnd->bnd", weights.to(features.dtype), self._windows(features))
+
+    def on_train_progress(self, fraction: float) -> None:
+        """Anneal the Gumbel temperature geometrically from tau_start to tau_end."""
+        fraction = min(max(fraction, 0.0), 1.0)
+        self.tau = self.tau_start * (self.tau_end / self.tau_start) ** fraction
+
+    # ---- the two branches ---------------------------------------------------------
+    @staticmethod
+    def transitions(window: torch.Tensor) -> torch.Tensor:
+        """Adjacent differences ``f^(k+1) − f^(k)`` of a [B, n, d] window."""
+        return window[:, 1:] - window[:, :-1]
+
+    def _branch(self, tokens: torch.Tensor, cls: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([cls.expand(tokens.shape[0], -1, -1), self.project(tokens)], dim=1) + pos
+        return self.block(x)[:, 0]
+
+    def head_from_window(self, window: torch.Tensor) -> torch.Tensor:
+        window = window.to(self.project.weight.dtype)
+        parts = []
+        if self.branches in ("both", "raw"):
+            parts.append(self._branch(window, self.cls_raw, self.pos_raw))
+        if self.branches in ("both", "transition"):
+            parts.append(self._branch(self.transitions(window), self.cls_transition, self.pos_transition))
+        return self.classifier(self.norm(torch.cat(parts, dim=-1))).squeeze(-1)
+
+    def head_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head_from_window(self.select(features))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Early exit: the backbone stops after the last block of the window."""
+        layers = self.selected_layers()
+        with torch.no_grad():
+            out = self.backbone.encode(pixels, layers=layers, stop_after=layers[-1], embed=False)
+        return self.head_from_window(out.cls_per_layer)
+
+    # ---- reporting ----------------------------------------------------------------
+    def epoch_report(self) -> dict[str, Any]:
+        return {"tau": self.tau, "selected_start": self.selected_start(),
+                "selection": [round(float(p), 4) for p in self.selection_probabilities()]}
+
+    def write_report(self, folder: Path, features: torch.Tensor, labels: torch.Tensor,
+                     history: list[dict[str, Any]]) -> list[Path]:
+        """The window, the selection distribution over training, and per-block
+        transition magnitudes for real vs fake (the paper's Fig. 1 view)."""
+        from ..eval.plots import ltd_report_plot
+
+        folder.mkdir(parents=True, exist_ok=True)
+        steps = torch.linalg.vector_norm(features[:, 1:] - features[:, :-1], dim=-1)  # [N, L-1]
+        cos = nn.functional.cosine_similarity(features[:, 1:], features[:, :-1], dim=-1)
+        rows = []
+        for k in range(self.num_layers - 1):
+            row = {"transition": f"{k}->{k + 1}"}
+            for label, name in ((0, "real"), (1, "fake")):
+                mask = labels == label
+                row[f"l2_{name}"] = float(steps[mask, k].mean()) if mask.any() else math.nan
+                row[f"cos_{name}"] = float(cos[mask, k].mean()) if mask.any() else math.nan
+            row["in_window"] = self.selected_start() <= k < self.selected_start() + self.n - 1
+            rows.append(row)
+        table = folder / "ltd_transitions.csv"
+        keys = list(rows[0])
+        table.write_text(",".join(keys) + "\n" + "".join(
+            ",".join(f"{r[k]:.6f}" if isinstance(r[k], float) else str(r[k]) for k in keys) + "\n" for r in rows))
+        selection = folder / "ltd_selection.csv"
+        starts = [f"start_{c}" for c in range(self.candidates)]
+        selection.write_text("epoch,tau," + ",".join(starts) + "\n" + "".join(
+            f"{h['epoch']},{h.get('tau', '')}," + ",".join(str(p) for p in h.get("selection", [])) + "\n"
+            for h in history if "selection" in h))
+        plot = folder / "ltd_report.png"
+        ltd_report_plot(rows, [h.get("selection", []) for h in history if "selection" in h], self.selected_layers(),
+                        plot)
+        (folder / "ltd_window.txt").write_text(
+            f"selected window: blocks {self.selected_layers()[0]}..{self.selected_layers()[-1]} "
+            f"(0-based, of {self.num_layers}); inference stops after block {self.selected_layers()[-1]}\n")
+        return [table, selection, plot]
