@@ -122,6 +122,10 @@ class Detector(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups; a method overrides this to give parts their own rate."""
+        return [{"params": self.trainable_parameters(), "lr": lr}]
+
     def cache_point(self) -> str | None:
         """Which frozen output can be cached (None: the whole network trains)."""
         return self.feature_key

@@ -6,13 +6,23 @@ picks a window of ``n`` consecutive blocks (learned with straight-through
 Gumbel-softmax over the ``C = L − n + 1`` starts; argmax at inference), and
 runs two token sequences through ONE shared transformer block:
 
-* raw branch:        ``[CLS_r, P f^(s), …, P f^(s+n−1)] + pos_r``
-* transition branch: ``[CLS_t, P d^(1), …, P d^(n−1)] + pos_t``,  ``d^(k) = f^(s+k) − f^(s+k−1)``
+* raw branch:        ``[CLS_r, P f^(s) + p_1, …, P f^(s+n−1) + p_n]``
+* transition branch: ``[CLS_t, P d^(1) + q_1, …, P d^(n−1) + q_(n−1)]``,  ``d^(k) = f^(s+k) − f^(s+k−1)``
 
-``P`` is one shared projection to the block width. The two [CLS] outputs are
-concatenated → LayerNorm → Linear → logit. Because the backbone is frozen,
-training reads the per-block features from the feature cache; inference stops
-the backbone after the window's last block.
+``P`` is one shared projection to the block width ``hidden`` — the identity when
+``hidden`` equals the backbone width, as in the paper (ViT-L/14, 1024). The two
+[CLS] outputs are concatenated → LayerNorm → Linear → logit.
+
+As in the authors' code, each image draws its own hard Gumbel sample during
+training, position encodings are added to the layer tokens (not to [CLS]), the
+shared block is a GELU ``TransformerEncoderLayer`` with dropout 0.3, and the
+candidate windows may be restricted to a block range (the paper hooks blocks
+11–19 of ViT-L/14: ``candidate_blocks: [11, 19]``). Their temperature schedule
+(linear, 1.0 → 0.1) is implemented; note their released trainer never calls it,
+so their runs keep τ = 1.
+
+Because the backbone is frozen, training reads the per-block features from the
+feature cache; inference stops the backbone after the window's last block.
 """
 from __future__ import annotations
 
@@ -46,8 +56,10 @@ class LTDDetector(Detector):
         branches: str = "both",
         position_encoding: bool = True,
         fixed_start: int | None = None,
+        candidate_blocks: tuple[int, int] | list[int] | None = None,
         tau_start: float = 1.0,
         tau_end: float = 0.1,
+        selection_lr_scale: float = 1.0,
     ) -> None:
         super().__init__(backbone, threshold)
         if branches not in BRANCHES:
@@ -58,19 +70,24 @@ class LTDDetector(Detector):
         self.hidden = int(hidden or width)
         self.heads, self.dropout, self.branches = int(heads), float(dropout), branches
         self.position_encoding = bool(position_encoding)
-        self.candidates = self.num_layers - self.n + 1
-        if fixed_start is not None and not 0 <= fixed_start < self.candidates:
-            raise ValueError(f"fixed_start={fixed_start} outside 0..{self.candidates - 1}")
+        lo, hi = (int(candidate_blocks[0]), int(candidate_blocks[1])) if candidate_blocks else (0, self.num_layers - 1)
+        if not 0 <= lo <= hi < self.num_layers or hi - lo + 1 < self.n:
+            raise ValueError(f"candidate_blocks [{lo}, {hi}] must lie in 0..{self.num_layers - 1} and hold n={n} blocks")
+        self.first_block, self.last_block = lo, hi
+        self.candidates = hi - lo + 1 - self.n + 1
+        if fixed_start is not None and not lo <= fixed_start <= hi - self.n + 1:
+            raise ValueError(f"fixed_start={fixed_start} outside {lo}..{hi - self.n + 1}")
         self.fixed_start = fixed_start
         self.tau_start, self.tau_end = float(tau_start), float(tau_end)
         self.tau = self.tau_start
+        self.selection_lr_scale = float(selection_lr_scale)
 
         self.selection_logits = nn.Parameter(torch.zeros(self.candidates), requires_grad=fixed_start is None)
-        self.project = nn.Linear(self.width, self.hidden)
+        self.project = nn.Identity() if self.hidden == self.width else nn.Linear(self.width, self.hidden)
         self.cls_raw = nn.Parameter(torch.zeros(1, 1, self.hidden))
         self.cls_transition = nn.Parameter(torch.zeros(1, 1, self.hidden))
-        self.pos_raw = nn.Parameter(torch.zeros(1, self.n + 1, self.hidden))
-        self.pos_transition = nn.Parameter(torch.zeros(1, self.n, self.hidden))
+        self.pos_raw = nn.Parameter(torch.zeros(1, self.n, self.hidden))
+        self.pos_transition = nn.Parameter(torch.zeros(1, self.n - 1, self.hidden))
         for p in (self.cls_raw, self.cls_transition, self.pos_raw, self.pos_transition):
             nn.init.trunc_normal_(p, std=0.02)
         if not self.position_encoding:  # ablation: fixed at zero
@@ -78,7 +95,7 @@ class LTDDetector(Detector):
                 p.requires_grad_(False)
                 nn.init.zeros_(p)
         self.block = nn.TransformerEncoderLayer(self.hidden, self.heads, dim_feedforward=4 * self.hidden,
-                                                dropout=self.dropout, batch_first=True)
+                                                dropout=self.dropout, activation="gelu", batch_first=True)
         n_branches = 2 if branches == "both" else 1
         self.norm = nn.LayerNorm(n_branches * self.hidden)
         self.classifier = nn.Linear(n_branches * self.hidden, 1)
@@ -87,7 +104,8 @@ class LTDDetector(Detector):
         return {"num_layers": self.num_layers, "width": self.width, "n": self.n, "hidden": self.hidden,
                 "heads": self.heads, "dropout": self.dropout, "branches": self.branches,
                 "position_encoding": self.position_encoding, "fixed_start": self.fixed_start,
-                "tau_start": self.tau_start, "tau_end": self.tau_end}
+                "candidate_blocks": [self.first_block, self.last_block], "tau_start": self.tau_start,
+                "tau_end": self.tau_end, "selection_lr_scale": self.selection_lr_scale}
 
     @classmethod
     def backbone_params(cls, backbone) -> dict[str, Any]:
@@ -95,8 +113,10 @@ class LTDDetector(Detector):
 
     # ---- window selection ---------------------------------------------------------
     def selected_start(self) -> int:
-        """The window start used at inference: the argmax of the selection logits."""
-        return int(self.fixed_start if self.fixed_start is not None else self.selection_logits.argmax())
+        """The window's first block at inference: argmax of the selection logits."""
+        if self.fixed_start is not None:
+            return int(self.fixed_start)
+        return self.first_block + int(self.selection_logits.argmax())
 
     def selected_layers(self) -> list[int]:
         s = self.selected_start()
@@ -107,12 +127,13 @@ class LTDDetector(Detector):
 
     def _windows(self, features: torch.Tensor) -> torch.Tensor:
         """[B, L, d] → [B, C, n, d], every candidate window."""
-        return features.unfold(1, self.n, 1).permute(0, 1, 3, 2)
+        span = features[:, self.first_block : self.last_block + 1]
+        return span.unfold(1, self.n, 1).permute(0, 1, 3, 2)
 
     def select(self, features: torch.Tensor) -> torch.Tensor:
         """[B, L, d] per-block features → [B, n, d] window.
 
-        Training: one hard Gumbel-softmax sample per batch, straight-through so the
+        Training: a hard Gumbel-softmax sample per image, straight-through so the
         selection logits get gradients. Evaluation: the argmax window.
         """
         if features.shape[1] != self.num_layers:
@@ -120,13 +141,22 @@ class LTDDetector(Detector):
         if self.fixed_start is not None or not self.training:
             s = self.selected_start()
             return features[:, s : s + self.n]
-        weights = nn.functional.gumbel_softmax(self.selection_logits, tau=self.tau, hard=True)
-        return torch.einsum("c,bcnd->bnd", weights.to(features.dtype), self._windows(features))
+        logits = self.selection_logits.unsqueeze(0).expand(features.shape[0], -1)
+        weights = nn.functional.gumbel_softmax(logits, tau=self.tau, hard=True)
+        return torch.einsum("bc,bcnd->bnd", weights.to(features.dtype), self._windows(features))
 
     def on_train_progress(self, fraction: float) -> None:
-        """Anneal the Gumbel temperature geometrically from tau_start to tau_end."""
+        """Anneal the Gumbel temperature linearly from tau_start to tau_end."""
         fraction = min(max(fraction, 0.0), 1.0)
-        self.tau = self.tau_start * (self.tau_end / self.tau_start) ** fraction
+        self.tau = self.tau_start + (self.tau_end - self.tau_start) * fraction
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The selection logits may learn faster than the rest (``selection_lr_scale``)."""
+        rest = [p for n, p in self.named_parameters() if p.requires_grad and n != "selection_logits"]
+        groups: list[dict[str, Any]] = [{"params": rest, "lr": lr}]
+        if self.selection_logits.requires_grad:
+            groups.append({"params": [self.selection_logits], "lr": lr * self.selection_lr_scale})
+        return groups
 
     # ---- the two branches ---------------------------------------------------------
     @staticmethod
@@ -135,11 +165,11 @@ class LTDDetector(Detector):
         return window[:, 1:] - window[:, :-1]
 
     def _branch(self, tokens: torch.Tensor, cls: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([cls.expand(tokens.shape[0], -1, -1), self.project(tokens)], dim=1) + pos
+        x = torch.cat([cls.expand(tokens.shape[0], -1, -1), self.project(tokens) + pos], dim=1)
         return self.block(x)[:, 0]
 
     def head_from_window(self, window: torch.Tensor) -> torch.Tensor:
-        window = window.to(self.project.weight.dtype)
+        window = window.to(self.cls_raw.dtype)
         parts = []
         if self.branches in ("both", "raw"):
             parts.append(self._branch(window, self.cls_raw, self.pos_raw))
@@ -185,13 +215,13 @@ class LTDDetector(Detector):
         table.write_text(",".join(keys) + "\n" + "".join(
             ",".join(f"{r[k]:.6f}" if isinstance(r[k], float) else str(r[k]) for k in keys) + "\n" for r in rows))
         selection = folder / "ltd_selection.csv"
-        starts = [f"start_{c}" for c in range(self.candidates)]
+        starts = [f"start_{self.first_block + c}" for c in range(self.candidates)]
         selection.write_text("epoch,tau," + ",".join(starts) + "\n" + "".join(
             f"{h['epoch']},{h.get('tau', '')}," + ",".join(str(p) for p in h.get("selection", [])) + "\n"
             for h in history if "selection" in h))
         plot = folder / "ltd_report.png"
         ltd_report_plot(rows, [h.get("selection", []) for h in history if "selection" in h], self.selected_layers(),
-                        plot)
+                        self.first_block, plot)
         (folder / "ltd_window.txt").write_text(
             f"selected window: blocks {self.selected_layers()[0]}..{self.selected_layers()[-1]} "
             f"(0-based, of {self.num_layers}); inference stops after block {self.selected_layers()[-1]}\n")

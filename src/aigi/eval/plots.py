@@ -15,7 +15,7 @@ def _pyplot():
 
 
 def ltd_report_plot(rows: Sequence[dict[str, Any]], selection_history: Sequence[Sequence[float]],
-                    window: Sequence[int], out: Path) -> Path:
+                    window: Sequence[int], first_start: int, out: Path) -> Path:
     """Left: mean L2 step between adjacent blocks' CLS features, real vs fake, with
     the selected window shaded. Right: the window-start distribution over epochs."""
     plt = _pyplot()
@@ -33,7 +33,7 @@ def ltd_report_plot(rows: Sequence[dict[str, Any]], selection_history: Sequence[
 
         hist = np.asarray(selection_history, dtype=float)
         im = ax2.imshow(hist.T, aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1,
-                        extent=(0.5, hist.shape[0] + 0.5, -0.5, hist.shape[1] - 0.5))
+                        extent=(0.5, hist.shape[0] + 0.5, first_start - 0.5, first_start + hist.shape[1] - 0.5))
         fig.colorbar(im, ax=ax2, label="P(window start)")
         ax2.set_xlabel("epoch")
         ax2.set_ylabel("window start block")

@@ -21,8 +21,7 @@ def train_head(detector, train: torch.Tensor, train_labels: torch.Tensor, val: t
     weight_decay = float(settings.get("weight_decay", 0.0))
     seed = int(settings.get("seed", 0))
     gen = torch.Generator().manual_seed(seed)
-    params = detector.trainable_parameters()
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(detector.param_groups(lr), lr=lr, weight_decay=weight_decay)
     device = detector.device
     best: tuple[float, float] | None = None
     best_state, best_epoch = None, -1
