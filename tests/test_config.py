@@ -158,3 +158,22 @@ def test_resolve_loads_then_overrides(tmp_path):
 def test_resolve_missing_file_raises(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         resolve(tmp_path / "absent.yaml", ["a=1"])
+
+
+def test_base_inheritance_merges_deeply(tmp_path):
+    from aigi.config import load_yaml
+
+    (tmp_path / "main.yaml").write_text("detector: ltd\nparams: {n: 5, heads: 8}\ntrain: {lr: 1e-4}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "ablation.yaml").write_text("base: ../main.yaml\nparams: {n: 7}\n")
+    cfg = load_yaml(tmp_path / "sub" / "ablation.yaml")
+    assert cfg == {"detector": "ltd", "params": {"n": 7, "heads": 8}, "train": {"lr": 1e-4}}
+
+
+def test_base_loop_is_an_error(tmp_path):
+    from aigi.config import ConfigError, load_yaml
+
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="loops back"):
+        load_yaml(tmp_path / "a.yaml")

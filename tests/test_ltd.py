@@ -165,3 +165,31 @@ def test_train_from_cache_writes_report_and_reloads(tiny_data, tmp_path):
     with torch.no_grad():
         feats = bb.encode(bb.preprocess([aigi.data.io.read_image(f) for f in files]), layers="all").cls_per_layer
     assert probs == pytest.approx(det.probabilities_from_features(feats).tolist(), abs=1e-5)
+
+
+def test_every_shipped_ltd_recipe_builds():
+    """Each ablation config resolves and builds on a 12-block architecture (random weights)."""
+    from pathlib import Path
+
+    from types import SimpleNamespace
+
+    from aigi.backbones import ARCHITECTURES
+    from aigi.config import load_yaml
+    from aigi.training.run import build_detector, with_defaults
+
+    by_hub = {a.hub_id: a for a in ARCHITECTURES.values() if a.family == "clip"}
+    by_hub["embedded"] = ARCHITECTURES["clip-vit-b16"]
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("ltd*.yaml"))
+    configs += sorted((Path(__file__).resolve().parents[1] / "configs" / "ltd-ablations").glob("*.yaml"))
+    assert len(configs) >= 12
+    seen = set()
+    for path in configs:
+        cfg = with_defaults(load_yaml(path))
+        assert cfg["detector"] == "ltd"
+        arch = by_hub[cfg["backbone"]].make_config()  # the true architecture's size, nothing downloaded
+        det = build_detector(cfg, SimpleNamespace(num_layers=arch.num_hidden_layers, width=arch.hidden_size))
+        det.params()
+        seen.add((det.branches, det.position_encoding, det.fixed_start, det.n))
+    assert {n for *_, n in seen} >= set(range(3, 10))
+    assert {b for b, *_ in seen} == {"both", "raw", "transition"}
