@@ -137,3 +137,13 @@ def test_not_a_clip_or_siglip_folder(tmp_path):
     BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="not a CLIP or SigLIP"):
         load_backbone(str(tmp_path))
+
+
+def test_block_inputs_and_forward_from_prefix(tiny):
+    x = _pixels(tiny)
+    full = tiny.encode(x, layers="all")
+    prefix = tiny.encode(x, block_inputs=[2], embed=False)
+    assert set(prefix.block_inputs) == {2} and prefix.embed is None
+    assert torch.allclose(tiny.forward_from(prefix.block_inputs[2], 2), full.embed, atol=1e-5)
+    first = tiny.encode(x, block_inputs=[0], embed=False)  # runs no block at all
+    assert torch.allclose(first.block_inputs[0], tiny.embed_tokens(x))

@@ -93,3 +93,17 @@ def test_torn_index_line_is_ignored(tmp_path):
 def test_namespace_separates_backbones(tmp_path, backbone):
     other = load_backbone("random:tiny-clip@1")
     assert FeatureCache(backbone, root=tmp_path).dir != FeatureCache(other, root=tmp_path).dir
+
+
+def test_prefix_tokens_are_cached_in_half_precision(tmp_path, backbone):
+    root = write_split(tmp_path / "d", 2, seed=4)
+    paths = sorted(root.rglob("*.png"))
+    cache = FeatureCache(backbone, root=tmp_path / "c")
+    res = cache.extract(paths, keys=("tokens@2",))
+    assert res.features["tokens@2"].dtype == torch.float16  # 197 x 768 per image for ViT-B/16: kept half
+    with torch.no_grad():
+        ref = backbone.encode(backbone.preprocess([read_image(p) for p in paths]), block_inputs=[2], embed=False)
+    assert torch.allclose(res.features["tokens@2"].float(), ref.block_inputs[2], atol=1e-2, rtol=1e-2)
+    assert cache.store("tokens@2").dtype == torch.float16
+    with pytest.raises(ValueError, match="unknown feature"):
+        cache.store("patches")

@@ -58,3 +58,20 @@ def evaluate(detector: Detector | str | Path | None, data: str | Path, out: str 
     if out is not None:
         write_outputs(result, det, str(data), Path(out))
     return result
+
+
+def describe(config: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """Build a recipe's detector on random weights of its true architecture (nothing
+    is downloaded) and count its parameters."""
+    from .backbones import load_backbone, random_equivalent
+    from .config import apply_overrides, resolve
+    from .training.run import build_detector, with_defaults
+
+    cfg = with_defaults(apply_overrides(config, overrides) if isinstance(config, dict) else resolve(config, overrides))
+    sized = {**cfg, "backbone": random_equivalent(cfg["backbone"])}
+    backbone = load_backbone(sized["backbone"]).freeze()
+    detector = build_detector(sized, backbone)
+    if detector._backbone is None:
+        detector.attach_backbone(backbone)
+    return {"detector": cfg["detector"], "backbone": cfg["backbone"], "sized_with": sized["backbone"],
+            **detector.parameter_report()}

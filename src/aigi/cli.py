@@ -97,6 +97,28 @@ def train(
         _fail(str(exc))
 
 
+@app.command()
+def describe(
+    config: Path = typer.Argument(..., help="YAML recipe."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, as for train."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Parameter counts of a recipe's detector, built on random weights (nothing downloaded)."""
+    from .api import describe as run_describe
+
+    try:
+        info = run_describe(config, overrides or [])
+    except _known_errors() as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"detector   {info['detector']} on {info['backbone']} (sized with {info['sized_with']})")
+    for key in ("total", "trainable", "frozen", "vision_tower"):
+        typer.echo(f"{key:<10} {info[key]:>14,}")
+    typer.echo(f"trainable share of the vision tower: {100 * info['trainable_share_of_vision_tower']:.3f} %")
+
+
 @app.command("eval")
 def evaluate(
     detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Shipped name, detector folder or run folder."),

@@ -142,6 +142,20 @@ def load_backbone(spec: str = DEFAULT_BACKBONE, device: str | torch.device = "cp
     return backbone.to(device).eval()
 
 
+def random_equivalent(spec: str) -> str:
+    """The same architecture with random weights, so a recipe can be sized without
+    downloading anything (local folders are read as they are)."""
+    if spec in ("embedded", "default", "clip-vit-b16-embedded"):
+        return "random:clip-vit-b16"
+    if spec.startswith("random:") or Path(_strip_hf(spec)).is_dir():
+        return spec
+    for name, arch in ARCHITECTURES.items():
+        if arch.hub_id == _strip_hf(spec) and arch.family != "clip-text":
+            return f"random:{name}"
+    raise ValueError(f"{spec}: no known architecture to size it with random weights (known hub ids: "
+                     + ", ".join(sorted({a.hub_id for a in ARCHITECTURES.values() if a.hub_id})) + ")")
+
+
 def load_text_backbone(spec: str, device: str | torch.device = "cpu") -> ClipTextBackbone:
     """The CLIP text tower: ``random:clip-text-b16`` (true architecture, random
     weights, hashing tokenizer) or a hub id / folder of a CLIP model."""
@@ -188,5 +202,5 @@ def _hub_status(hub_id: str) -> str:
 __all__ = [
     "ARCHITECTURES", "Architecture", "BackboneOutput", "ClipTextBackbone", "ClipVisionBackbone", "DEFAULT_BACKBONE",
     "PreprocessSpec", "SiglipVisionBackbone", "VisionBackbone", "list_backbones", "load_backbone",
-    "load_text_backbone", "preprocess",
+    "load_text_backbone", "preprocess", "random_equivalent",
 ]

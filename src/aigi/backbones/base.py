@@ -6,7 +6,7 @@ layers a detector asks for, and expose ``blocks`` for adapters to wrap.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -25,12 +25,14 @@ class BackboneOutput:
     ``tokens``: ``[B, N, width]`` tokens after the last block that ran.
     ``embed``: ``[B, embed_dim]`` final image embedding (post-LN, projected / pooled);
     ``None`` when the pass stopped before the last block.
+    ``block_inputs``: block index → ``[B, N, width]`` tokens entering that block.
     """
 
     cls_per_layer: torch.Tensor | None = None
     tokens: torch.Tensor | None = None
     embed: torch.Tensor | None = None
     layers: tuple[int, ...] = ()
+    block_inputs: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 LayerSpec = str | int | Sequence[int] | None
@@ -105,27 +107,38 @@ class VisionBackbone(nn.Module):
         tokens: bool = False,
         stop_after: int | None = None,
         embed: bool = True,
+        block_inputs: Sequence[int] = (),
     ) -> BackboneOutput:
         """One forward pass.
 
         ``layers``: ``None``, ``"all"`` or block indices (0-based, negatives allowed)
-        whose CLS summaries to return. ``stop_after``: last block to run (early exit);
-        by default the pass stops after the deepest block anything needs.
+        whose CLS summaries to return. ``block_inputs``: blocks whose input tokens to
+        return (a frozen prefix for adapters to start from). ``stop_after``: last
+        block to run (early exit); by default the pass stops after the deepest
+        block anything asked for needs.
         """
         wanted = self._resolve_layers(layers)
+        inputs_wanted = {i % self.num_layers for i in block_inputs}
         last = self.num_layers - 1
         if stop_after is None:
-            stop_after = last if (embed or tokens) else (max(wanted) if wanted else last)
-        stop_after %= self.num_layers
+            needs = [*wanted, *(i - 1 for i in inputs_wanted)]
+            stop_after = last if (embed or tokens or not needs) else max(needs)
+        elif stop_after < 0:
+            stop_after %= self.num_layers
         if wanted and max(wanted) > stop_after:
             raise ValueError(f"layer {max(wanted)} asked for but the pass stops after block {stop_after}")
         hidden = self.embed_tokens(pixels)
         summaries: dict[int, torch.Tensor] = {}
-        for i in range(stop_after + 1):
+        inputs: dict[int, torch.Tensor] = {}
+        for i in range(self.num_layers):
+            if i in inputs_wanted:
+                inputs[i] = hidden
+            if i > stop_after:
+                break
             hidden = self.run_block(i, hidden)
             if i in wanted:
                 summaries[i] = self.layer_summary(hidden)
-        out = BackboneOutput(layers=wanted)
+        out = BackboneOutput(layers=wanted, block_inputs=inputs)
         if wanted:
             out.cls_per_layer = torch.stack([summaries[i] for i in wanted], dim=1)
         if tokens:
@@ -133,6 +146,12 @@ class VisionBackbone(nn.Module):
         if embed and stop_after == last:
             out.embed = self.pool(hidden)
         return out
+
+    def forward_from(self, hidden: torch.Tensor, start: int) -> torch.Tensor:
+        """Final embedding from the tokens entering block ``start`` (a cached frozen prefix)."""
+        for i in range(start, self.num_layers):
+            hidden = self.run_block(i, hidden)
+        return self.pool(hidden)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.encode(pixels).embed  # type: ignore[return-value]

@@ -51,6 +51,7 @@ class Detector(nn.Module):
 
     name: ClassVar[str] = "detector"
     feature_key: ClassVar[str | None] = "embed"
+    embeds_backbone: ClassVar[bool] = False  # True: adapters live inside the backbone, which is then passed in loaded
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, threshold: float = 0.5) -> None:
         super().__init__()
@@ -126,6 +127,14 @@ class Detector(nn.Module):
         """Optimiser parameter groups; a method overrides this to give parts their own rate."""
         return [{"params": self.trainable_parameters(), "lr": lr}]
 
+    def parameter_report(self) -> dict[str, Any]:
+        """Parameter counts; the share is relative to the vision tower, as the papers report it."""
+        vision = self.backbone.parameter_count()
+        own = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.trainable_parameters())
+        return {"total": vision + own, "trainable": trainable, "frozen": vision + own - trainable,
+                "vision_tower": vision, "trainable_share_of_vision_tower": trainable / vision}
+
     def cache_point(self) -> str | None:
         """Which frozen output can be cached (None: the whole network trains)."""
         return self.feature_key
@@ -152,7 +161,7 @@ class Detector(nn.Module):
 
     # ---- inference ----------------------------------------------------------------
     @torch.no_grad()
-    def probabilities_from_features(self, features: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    def probabilities_from_features(self, features: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         self.eval()
         out = [torch.sigmoid(self.head_from_features(features[i : i + batch_size].to(self.device)).float()).cpu()
                for i in range(0, features.shape[0], batch_size)]
@@ -188,10 +197,17 @@ class Detector(nn.Module):
         return results  # type: ignore[return-value]
 
     # ---- persistence --------------------------------------------------------------
+    def state_to_save(self) -> dict[str, torch.Tensor]:
+        """What goes into model.safetensors (adapted detectors leave the pretrained weights out)."""
+        return self.state_dict()
+
+    def load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict(state)
+
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_to_save().items()}
         save_file(state, str(folder / WEIGHTS_FILE), metadata={"detector": self.name})
         (folder / CONFIG_FILE).write_text(json.dumps(self.config(), indent=2) + "\n")
         return folder
@@ -213,6 +229,6 @@ def load_detector_dir(folder: str | Path, device: str | torch.device = "cpu") ->
     config = json.loads(cfg_path.read_text())
     cls = DETECTORS.get(config["detector"])
     det = cls.from_config(config)
-    det.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    det.load_saved_state(load_file(str(folder / WEIGHTS_FILE)))
     return det.to(device).eval()
 

@@ -45,3 +45,24 @@ def ltd_report_plot(rows: Sequence[dict[str, Any]], selection_history: Sequence[
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def routing_plot(rows: Sequence[dict[str, Any]], out: Path) -> Path:
+    """Per adapted block, the share of tokens each routed expert receives, real vs fake."""
+    plt = _pyplot()
+    blocks = sorted({r["block"] for r in rows})
+    fig, axes = plt.subplots(1, len(blocks), figsize=(3.2 * len(blocks), 3.2), sharey=True, squeeze=False)
+    for ax, block in zip(axes[0], blocks):
+        sub = [r for r in rows if r["block"] == block]
+        xs = range(len(sub))
+        ax.bar([x - 0.2 for x in xs], [r["share_real"] for r in sub], 0.4, label="real", color="#2a7ab9")
+        ax.bar([x + 0.2 for x in xs], [r["share_fake"] for r in sub], 0.4, label="fake", color="#d1495b")
+        ax.set_xticks(list(xs), [f"E{r['expert']} (r={r['rank']})" for r in sub], fontsize=8)
+        ax.set_title(f"block {block}")
+    axes[0][0].set_ylabel("share of tokens")
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle("Routing of tokens to experts")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

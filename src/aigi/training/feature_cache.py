@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +27,26 @@ from ..backbones.base import VisionBackbone
 from ..data.io import ImageReadError, _os_cause, file_sha256, read_image
 from ..paths import feature_cache_dir
 
-FEATURE_KEYS = ("embed", "cls")
+FEATURE_KEYS = ("embed", "cls", "tokens@<block>")
+_TOKENS = re.compile(r"tokens@(\d+)")
+
+
+def check_key(key: str) -> int | None:
+    """Validate a feature name; for ``tokens@k`` return ``k`` (the block those tokens enter)."""
+    match = _TOKENS.fullmatch(key)
+    if match:
+        return int(match.group(1))
+    if key not in ("embed", "cls"):
+        raise ValueError(f"unknown feature '{key}' (known: {', '.join(FEATURE_KEYS)})")
+    return None
 
 
 class FeatureStore:
     """One feature kind for one backbone: hash → row of a tensor."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, dtype: torch.dtype = torch.float32) -> None:
         self.root = Path(root)
+        self.dtype = dtype  # on disk and in memory: half-precision token maps stay half until used
         self.root.mkdir(parents=True, exist_ok=True)
         self.index_path = self.root / "index.jsonl"
         self._index: dict[str, tuple[str, int]] = {}
@@ -65,7 +78,7 @@ class FeatureStore:
             return
         shard = f"shard-{uuid.uuid4().hex[:12]}.safetensors"
         tmp = self.root / (shard + ".tmp")
-        save_file({"values": values.detach().to("cpu", torch.float32).contiguous()}, str(tmp))
+        save_file({"values": values.detach().to("cpu", self.dtype).contiguous()}, str(tmp))
         os.replace(tmp, self.root / shard)
         with open(self.index_path, "a") as fh:
             fh.write("".join(json.dumps({"hash": h, "shard": shard, "row": i}) + "\n" for i, h in enumerate(hashes)))
@@ -114,22 +127,25 @@ class FeatureCache:
                                         "preprocess": backbone.preprocess_spec.fingerprint()}, indent=2))
 
     def store(self, key: str) -> FeatureStore:
-        if key not in FEATURE_KEYS:
-            raise ValueError(f"unknown feature '{key}' (known: {', '.join(FEATURE_KEYS)})")
+        block = check_key(key)
         if key not in self._stores:
-            self._stores[key] = FeatureStore(self.dir / key)
+            # token maps are large (197 × 768 per image for ViT-B/16): half precision on disk
+            self._stores[key] = FeatureStore(self.dir / key, torch.float16 if block is not None else torch.float32)
         return self._stores[key]
 
     @torch.inference_mode()
     def _encode(self, images: list, keys: Sequence[str]) -> dict[str, torch.Tensor]:
         device = next(self.backbone.parameters()).device
         pixels = self.backbone.preprocess(images).to(device)
-        out = self.backbone.encode(pixels, layers="all" if "cls" in keys else None)
+        blocks = {k: check_key(k) for k in keys}
+        out = self.backbone.encode(pixels, layers="all" if "cls" in keys else None, embed="embed" in keys,
+                                   block_inputs=[b for b in blocks.values() if b is not None])
         result = {}
-        if "embed" in keys:
-            result["embed"] = out.embed
-        if "cls" in keys:
-            result["cls"] = out.cls_per_layer
+        for key, block in blocks.items():
+            if block is not None:
+                result[key] = out.block_inputs[block]
+            else:
+                result[key] = out.embed if key == "embed" else out.cls_per_layer
         return result
 
     def extract(

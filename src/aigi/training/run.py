@@ -101,8 +101,9 @@ def build_detector(config: dict[str, Any], backbone=None) -> Detector:
     """The recipe's detector; sizes it needs from the backbone are read off it."""
     cls = DETECTORS.get(config["detector"])
     params = {**(cls.backbone_params(backbone) if backbone is not None else {}), **(config.get("params") or {})}
+    spec = backbone if (cls.embeds_backbone and backbone is not None) else config["backbone"]
     try:
-        return cls(backbone=config["backbone"], **params)
+        return cls(backbone=spec, **params)
     except TypeError as exc:
         raise ConfigError(f"detector '{config['detector']}': bad params {params} ({exc})") from None
 
@@ -132,7 +133,11 @@ def train(config: dict[str, Any], progress_factory=None, echo: Callable[[str], N
 
     backbone = load_backbone(cfg["backbone"], device=cfg["device"]).freeze()
     detector = build_detector(cfg, backbone).to(cfg["device"])
-    detector.attach_backbone(backbone)
+    if detector._backbone is None:
+        detector.attach_backbone(backbone)
+    report = detector.parameter_report()
+    log(f"parameters: {report['trainable']:,} trainable of {report['total']:,} "
+        f"({100 * report['trainable_share_of_vision_tower']:.3f} % of the vision tower)")
     key = detector.cache_point()
     if key is None:
         raise ConfigError(f"detector '{cfg['detector']}' trains end to end; this trainer runs frozen-feature detectors")
