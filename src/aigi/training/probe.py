@@ -6,7 +6,6 @@ best validation AP (ties: lower validation loss).
 """
 from __future__ import annotations
 
-import copy
 from typing import Any, Callable
 
 import torch
@@ -54,12 +53,12 @@ def train_head(detector, train: torch.Tensor, train_labels: torch.Tensor, val: t
             row.update(val_loss=vloss, val_ap=vap)
             key = (vap if both else 0.0, -vloss)
             if best is None or key > best:
-                best, best_state, best_epoch = key, copy.deepcopy(detector.state_dict()), epoch
+                best, best_state, best_epoch = key, {k: v.detach().clone() for k, v in detector.state_to_save().items()}, epoch
         history.append(row)
         if epoch == 1 or epoch == epochs or epoch % max(1, epochs // 10) == 0:
             log("epoch " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
                                     if not isinstance(v, list)))
     if best_state is not None:
-        detector.load_state_dict(best_state)
+        detector.load_saved_state(best_state)
         log(f"kept epoch {best_epoch} (best validation AP)")
     return {"epochs": epochs, "best_epoch": best_epoch, "history": history}

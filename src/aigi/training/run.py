@@ -23,14 +23,17 @@ from ..data.datasets import ImageDataset, Sample, load_dataset
 from ..detectors.base import Detector
 from ..eval.metrics import score, tune_threshold
 from ..registry import DETECTORS
+from ..data.augment import BlurJpegAugment
 from .feature_cache import FeatureCache
+from .finetune import train_pixels
 
 DEFAULTS: dict[str, Any] = {
     "detector": "univfd",
     "backbone": DEFAULT_BACKBONE,
     "params": {},
     "data": {"train": None, "val": None, "val_fraction": 0.1, "subset_depth": 1, "limit_per_class": None},
-    "train": {"epochs": 50, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "seed": 0},
+    "train": {"epochs": 50, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "seed": 0, "workers": 0},
+    "augment": {"blur_prob": 0.0, "blur_sigma": [0.0, 3.0], "jpeg_prob": 0.0, "jpeg_quality": [30, 100]},
     "features": {"batch_size": 32, "cache_dir": None},
     "device": "cpu",
     "output": "runs/{detector}",
@@ -140,15 +143,20 @@ def train(config: dict[str, Any], progress_factory=None, echo: Callable[[str], N
         f"({100 * report['trainable_share_of_vision_tower']:.3f} % of the vision tower)")
     key = detector.cache_point()
     if key is None:
-        raise ConfigError(f"detector '{cfg['detector']}' trains end to end; this trainer runs frozen-feature detectors")
+        raise ConfigError(f"detector '{cfg['detector']}' has no frozen part to cache; not supported by this trainer yet")
+    augment = BlurJpegAugment.from_config(cfg["augment"])
     cache_root = cfg["features"].get("cache_dir")
     cache = FeatureCache(backbone, root=Path(cache_root) if cache_root else None)
     fb = int(cfg["features"]["batch_size"])
-    xtr, ytr, _ = _features(cache, train_ds, key, fb, log, progress_factory)
     xva, yva, val_samples = _features(cache, val_ds, key, fb, log, progress_factory)
 
     t0 = time.time()
-    summary = detector.fit_features(xtr, ytr, xva, yva, cfg["train"], log)
+    if augment.active:
+        log(f"augmentation on ({augment}): every epoch runs the backbone on every training image")
+        summary = train_pixels(detector, train_ds.samples, xva, yva, cfg["train"], augment, log, progress_factory)
+    else:
+        xtr, ytr, _ = _features(cache, train_ds, key, fb, log, progress_factory)
+        summary = detector.fit_features(xtr, ytr, xva, yva, cfg["train"], log)
     fit_seconds = time.time() - t0
     probs = detector.probabilities_from_features(xva)
     detector.threshold = tune_threshold(yva.int().tolist(), probs.tolist())
