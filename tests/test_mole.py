@@ -133,3 +133,27 @@ def test_train_from_cached_prefix_with_routing_report(tiny_data, tmp_path):
         for col in range(2):
             assert sum(s[col] for s in shares[3 * b : 3 * b + 3]) == pytest.approx(1.0, abs=1e-6)
     assert json.loads((run / "metrics.json").read_text())["validation"]["auc"] > 0.8
+
+
+def test_every_shipped_mole_recipe_builds():
+    """Each recipe resolves and its params build a MoLE (on a tiny backbone, for speed)."""
+    from pathlib import Path
+
+    from aigi.config import load_yaml
+    from aigi.training.run import with_defaults
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    paths = sorted(root.glob("mole*.yaml")) + sorted((root / "mole-ablations").glob("*.yaml"))
+    assert len(paths) >= 28
+    variants = set()
+    for path in paths:
+        cfg = with_defaults(load_yaml(path))
+        assert cfg["detector"] == "mole" and cfg["train"]["lr"] == 6e-4
+        assert cfg["augment"]["blur_prob"] == cfg["augment"]["jpeg_prob"] == 0.1
+        params = dict(cfg["params"])
+        if params.get("adapted_blocks") not in (None, "all"):
+            params["adapted_blocks"] = min(int(params["adapted_blocks"]), 4)
+        det = MoLEDetector("random:tiny-clip", **params)
+        variants.add((det.shared_rank, tuple(det.expert_ranks), det.attention_rank))
+    assert {(None, (), 8), (8, (), None), (8, (), 8), (None, (4, 8, 16), None), (8, (4, 8, 16), None)} <= variants
+    assert (8, (4, 8, 16, 32), None) in variants and (16, (4, 8, 16), None) in variants
