@@ -56,6 +56,6 @@ def test_training_from_pixels_with_augmentation(tiny_data, tmp_path, detector, p
     res = CliRunner().invoke(app, ["train", str(recipe)])
     assert res.exit_code == 0, res.output
     log = (tmp_path / "run" / "train.log").read_text()
-    assert "augmentation on" in log
+    assert "training from pixels (augmentation: True)" in log
     history = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]
     assert len(history) == 4 and all(h["images"] == 32 for h in history)

@@ -157,3 +157,21 @@ def test_every_shipped_mole_recipe_builds():
         variants.add((det.shared_rank, tuple(det.expert_ranks), det.attention_rank))
     assert {(None, (), 8), (8, (), None), (8, (), 8), (None, (4, 8, 16), None), (8, (4, 8, 16), None)} <= variants
     assert (8, (4, 8, 16, 32), None) in variants and (16, (4, 8, 16), None) in variants
+
+
+def test_export_with_merged_shared_experts(tmp_path):
+    det = MoLEDetector("random:tiny-clip", adapted_blocks=2).eval()
+    _randomise_b(det)
+    det.save(tmp_path / "trained")
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "trained"), "--out", str(tmp_path / "merged"),
+                                   "--merge-shared"])
+    assert res.exit_code == 0, res.output
+    merged = aigi.load_detector(tmp_path / "merged")
+    assert merged.shared_merged and all(isinstance(m.shared, nn.Linear) for m in merged.mixtures)
+    keys = set(load_file(str(tmp_path / "merged" / "model.safetensors")))
+    assert any(k.endswith("experts.shared.weight") for k in keys) and not any(".shared.A" in k for k in keys)
+    x = _x(3)
+    with torch.no_grad():
+        assert torch.allclose(merged(x), det(x), atol=1e-5)
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2

@@ -75,3 +75,15 @@ def describe(config: str | Path | dict, overrides: list[str] | tuple[str, ...] =
         detector.attach_backbone(backbone)
     return {"detector": cfg["detector"], "backbone": cfg["backbone"], "sized_with": sized["backbone"],
             **detector.parameter_report()}
+
+
+def export(name_or_path: str | Path, out: str | Path, merge_shared: bool = False) -> Path:
+    """Copy a trained detector to a folder, optionally in its inference form
+    (MoLE: shared LoRA experts folded into dense bypass matrices)."""
+    det = load_detector(name_or_path)
+    if merge_shared:
+        merge = getattr(det, "merge_shared_experts", None)
+        if merge is None:
+            raise ValueError(f"{name_or_path}: detector '{det.name}' has no shared experts to merge")
+        merge()
+    return det.save(out)

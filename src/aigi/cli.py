@@ -153,6 +153,21 @@ def evaluate(
         _fail(str(exc))
 
 
+@app.command()
+def export(
+    detector: str = typer.Argument(..., help="Run folder, detector folder or shipped name."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the detector to."),
+    merge_shared: bool = typer.Option(False, help="MoLE: fold shared LoRA experts into dense bypass weights."),
+) -> None:
+    """Write a detector for deployment (safetensors + JSON config)."""
+    from .api import export as run_export
+
+    try:
+        typer.echo(str(run_export(detector, out, merge_shared=merge_shared)))
+    except _known_errors() as exc:
+        _fail(str(exc))
+
+
 @backbones_app.command("list")
 def backbones_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Architectures, the embedded weights, and what is cached locally."""

@@ -41,6 +41,7 @@ class MoLEDetector(Detector):
         attention_rank: int | None = None,
         attention_targets: Sequence[str] = ATTENTION_TARGETS,
         lb_weight: float = 0.01,
+        shared_merged: bool = False,
     ) -> None:
         model = (backbone if isinstance(backbone, VisionBackbone) else load_backbone(backbone)).freeze()
         super().__init__(model.name if isinstance(backbone, VisionBackbone) else backbone, threshold)
@@ -70,11 +71,15 @@ class MoLEDetector(Detector):
         self.head = nn.Linear(model.embed_dim, 1)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
+        self.shared_merged = False
+        if shared_merged:  # an exported detector: build the dense bypasses its weights fill
+            self.merge_shared_experts()
 
     def params(self) -> dict[str, Any]:
         return {"adapted_blocks": self.adapted_blocks, "shared_rank": self.shared_rank,
                 "expert_ranks": self.expert_ranks, "alpha": self.alpha, "attention_rank": self.attention_rank,
-                "attention_targets": self.attention_targets, "lb_weight": self.lb_weight}
+                "attention_targets": self.attention_targets, "lb_weight": self.lb_weight,
+                "shared_merged": self.shared_merged}
 
     # ---- computation --------------------------------------------------------------
     def cache_point(self) -> str | None:
@@ -128,6 +133,7 @@ class MoLEDetector(Detector):
         """For inference: each shared LoRA becomes one dense bypass; routed experts stay routed."""
         for mix in self.mixtures:
             mix.merge_shared()
+        self.shared_merged = True
 
     # ---- routing report -----------------------------------------------------------
     @torch.no_grad()

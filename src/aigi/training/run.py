@@ -32,7 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "backbone": DEFAULT_BACKBONE,
     "params": {},
     "data": {"train": None, "val": None, "val_fraction": 0.1, "subset_depth": 1, "limit_per_class": None},
-    "train": {"epochs": 50, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "seed": 0, "workers": 0},
+    "train": {"epochs": 50, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "seed": 0, "workers": 0,
+              "from_pixels": False},
     "augment": {"blur_prob": 0.0, "blur_sigma": [0.0, 3.0], "jpeg_prob": 0.0, "jpeg_quality": [30, 100]},
     "features": {"batch_size": 32, "cache_dir": None},
     "device": "cpu",
@@ -151,8 +152,8 @@ def train(config: dict[str, Any], progress_factory=None, echo: Callable[[str], N
     xva, yva, val_samples = _features(cache, val_ds, key, fb, log, progress_factory)
 
     t0 = time.time()
-    if augment.active:
-        log(f"augmentation on ({augment}): every epoch runs the backbone on every training image")
+    if augment.active or cfg["train"].get("from_pixels"):
+        log(f"training from pixels (augmentation: {augment.active}): every epoch runs the backbone on every image")
         summary = train_pixels(detector, train_ds.samples, xva, yva, cfg["train"], augment, log, progress_factory)
     else:
         xtr, ytr, _ = _features(cache, train_ds, key, fb, log, progress_factory)
