@@ -175,3 +175,14 @@ def test_export_with_merged_shared_experts(tmp_path):
         assert torch.allclose(merged(x), det(x), atol=1e-5)
     res = CliRunner().invoke(app, ["export", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2
+
+
+def test_features_behind_adapters_are_never_cached(tmp_path):
+    from aigi.training.feature_cache import FeatureCache
+
+    det = MoLEDetector("random:tiny-clip", adapted_blocks=2)
+    cache = FeatureCache(det.backbone, root=tmp_path)
+    cache.store("tokens@2")  # the frozen prefix: fine
+    for key in ("embed", "cls", "tokens@3"):
+        with pytest.raises(ValueError, match="adapted blocks"):
+            cache.store(key)

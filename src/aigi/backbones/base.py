@@ -49,6 +49,9 @@ class VisionBackbone(nn.Module):
         self.preprocess_spec = spec
         self.fingerprint = fingerprint
         self.name = name
+        # blocks still exactly as loaded; adapters inserted from this block on change the outputs
+        # after it, which must then never be cached under this backbone's fingerprint
+        self.pristine_blocks: int | None = None
 
     # ---- the transformers layout CLIP and SigLIP share -----------------------------
     @property

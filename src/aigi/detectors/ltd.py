@@ -222,7 +222,10 @@ class LTDDetector(Detector):
         plot = folder / "ltd_report.png"
         ltd_report_plot(rows, [h.get("selection", []) for h in history if "selection" in h], self.selected_layers(),
                         self.first_block, plot)
+        end = self.selected_layers()[-1]
+        skipped = self.num_layers - 1 - end
         (folder / "ltd_window.txt").write_text(
-            f"selected window: blocks {self.selected_layers()[0]}..{self.selected_layers()[-1]} "
-            f"(0-based, of {self.num_layers}); inference stops after block {self.selected_layers()[-1]}\n")
+            f"selected window: blocks {self.selected_layers()[0]}..{end} (0-based, of {self.num_layers})\n"
+            f"early exit: inference stops after block {end}, skipping {skipped} of {self.num_layers} blocks "
+            f"(~{skipped / self.num_layers:.0%} of the backbone's block compute)\n")
         return [table, selection, plot]

@@ -58,6 +58,7 @@ class MoLEDetector(Detector):
         self.attention_rank = int(attention_rank) if attention_rank else None
         self.attention_targets = list(attention_targets)
         self.frozen_parameters = model.parameter_count()  # the vision tower, before adapters
+        model.pristine_blocks = self.first_adapted
         self.mixtures: list[MixtureOfLoRAExperts] = []  # a plain list: the modules are registered in the blocks
         for i in range(self.first_adapted, total):
             block = model.blocks[i]

@@ -128,6 +128,11 @@ class FeatureCache:
 
     def store(self, key: str) -> FeatureStore:
         block = check_key(key)
+        pristine = self.backbone.pristine_blocks
+        needs = block if block is not None else self.backbone.num_layers
+        if pristine is not None and needs > pristine:
+            raise ValueError(f"feature '{key}' passes through adapted blocks (from block {pristine} on): "
+                             "it depends on trained weights and cannot be cached")
         if key not in self._stores:
             # token maps are large (197 × 768 per image for ViT-B/16): half precision on disk
             self._stores[key] = FeatureStore(self.dir / key, torch.float16 if block is not None else torch.float32)
