@@ -8,15 +8,16 @@ feature cache. Validation has no augmentation and goes through the cache.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score
 
 from ..data.augment import BlurJpegAugment
 from ..data.datasets import Sample
 from ..data.io import ImageReadError, read_image
+from .keep_best import KeepBest, format_row, validation_ap
 
 
 class PixelDataset(torch.utils.data.Dataset):
@@ -62,7 +63,7 @@ def train_pixels(detector, train_samples: Sequence[Sample], val_features: torch.
     device = detector.device
     total_steps, step = epochs * len(loader), 0
     history: list[dict[str, Any]] = []
-    best, best_state, best_epoch = None, None, -1
+    best = KeepBest()
     for epoch in range(1, epochs + 1):
         data.epoch = epoch
         detector.train()
@@ -87,15 +88,9 @@ def train_pixels(detector, train_samples: Sequence[Sample], val_features: torch.
         row: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(1, seen), "images": seen,
                                **detector.epoch_report()}
         if val_features is not None and val_labels is not None and len(val_labels):
-            probs = detector.probabilities_from_features(val_features)
-            both = 0 < int(val_labels.sum()) < len(val_labels)
-            row["val_ap"] = float(average_precision_score(val_labels.numpy(), probs.numpy())) if both else float("nan")
-            if best is None or (both and row["val_ap"] > best):
-                best, best_state, best_epoch = row["val_ap"], {k: v.detach().clone() for k, v in detector.state_to_save().items()}, epoch
+            row["val_ap"] = validation_ap(val_labels, detector.probabilities_from_features(val_features))
+            best.offer((0.0 if math.isnan(row["val_ap"]) else row["val_ap"],), detector, epoch)
         history.append(row)
-        log("epoch " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
-                                if not isinstance(v, list)))
-    if best_state is not None:
-        detector.load_saved_state(best_state)
-        log(f"kept epoch {best_epoch} (best validation AP)")
-    return {"epochs": epochs, "best_epoch": best_epoch, "history": history}
+        log(format_row(row))
+    best.restore(detector, log)
+    return {"epochs": epochs, "best_epoch": best.epoch, "history": history}

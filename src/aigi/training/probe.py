@@ -6,10 +6,12 @@ best validation AP (ties: lower validation loss).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
-from sklearn.metrics import average_precision_score
+
+from .keep_best import KeepBest, format_row, validation_ap
 
 
 def train_head(detector, train: torch.Tensor, train_labels: torch.Tensor, val: torch.Tensor | None,
@@ -22,8 +24,7 @@ def train_head(detector, train: torch.Tensor, train_labels: torch.Tensor, val: t
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(detector.param_groups(lr), lr=lr, weight_decay=weight_decay)
     device = detector.device
-    best: tuple[float, float] | None = None
-    best_state, best_epoch = None, -1
+    best = KeepBest()
     history = []
     y = train_labels.float()
     steps_per_epoch = -(-train.shape[0] // batch_size)
@@ -48,17 +49,11 @@ def train_head(detector, train: torch.Tensor, train_labels: torch.Tensor, val: t
             with torch.no_grad():
                 vlogits = detector.head_from_features(val.to(device)).float().cpu()
             vloss = float(torch.nn.functional.binary_cross_entropy_with_logits(vlogits, val_labels.float()))
-            both = 0 < int(val_labels.sum()) < len(val_labels)
-            vap = float(average_precision_score(val_labels.numpy(), vlogits.numpy())) if both else float("nan")
+            vap = validation_ap(val_labels, vlogits)
             row.update(val_loss=vloss, val_ap=vap)
-            key = (vap if both else 0.0, -vloss)
-            if best is None or key > best:
-                best, best_state, best_epoch = key, {k: v.detach().clone() for k, v in detector.state_to_save().items()}, epoch
+            best.offer((0.0 if math.isnan(vap) else vap, -vloss), detector, epoch)
         history.append(row)
         if epoch == 1 or epoch == epochs or epoch % max(1, epochs // 10) == 0:
-            log("epoch " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
-                                    if not isinstance(v, list)))
-    if best_state is not None:
-        detector.load_saved_state(best_state)
-        log(f"kept epoch {best_epoch} (best validation AP)")
-    return {"epochs": epochs, "best_epoch": best_epoch, "history": history}
+            log(format_row(row))
+    best.restore(detector, log)
+    return {"epochs": epochs, "best_epoch": best.epoch, "history": history}

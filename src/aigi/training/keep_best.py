@@ -1,0 +1,38 @@
+"""What every trainer shares: the validation score, keeping the best state, the log line."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from sklearn.metrics import average_precision_score
+
+
+def validation_ap(labels: torch.Tensor, scores: torch.Tensor) -> float:
+    """AP on the validation split; NaN when it holds only one class."""
+    if not 0 < int(labels.sum()) < len(labels):
+        return float("nan")
+    return float(average_precision_score(labels.numpy(), scores.float().numpy()))
+
+
+def format_row(row: dict[str, Any]) -> str:
+    return "epoch " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in row.items() if not isinstance(v, list))
+
+
+class KeepBest:
+    """A copy of the saved (trainable) state from the epoch with the best key."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.state: dict[str, torch.Tensor] | None = None
+        self.epoch = -1
+
+    def offer(self, key: tuple, detector, epoch: int) -> None:
+        if self.key is None or key > self.key:
+            self.key, self.epoch = key, epoch
+            self.state = {k: v.detach().clone() for k, v in detector.state_to_save().items()}
+
+    def restore(self, detector, log: Callable[[str], None]) -> None:
+        if self.state is not None:
+            detector.load_saved_state(self.state)
+            log(f"kept epoch {self.epoch} (best validation AP)")
