@@ -69,7 +69,8 @@ def train_pixels(detector, train_samples: Sequence[Sample], val_features: torch.
         detector.train()
         bar = progress_factory(len(data), f"epoch {epoch}/{epochs}") if progress_factory else None
         seen, total = 0, 0.0
-        for batch in loader:
+        every = max(1, len(loader) // 10)  # a log line per tenth of an epoch: long CPU epochs show progress
+        for i, batch in enumerate(loader, 1):
             if batch is None:
                 continue
             pixels, labels = batch[0].to(device), batch[1].to(device)
@@ -83,6 +84,8 @@ def train_pixels(detector, train_samples: Sequence[Sample], val_features: torch.
             total += float(parts["loss"].detach()) * len(labels)
             if bar:
                 bar.update(len(labels))
+            if i % every == 0 and i < len(loader):
+                log(f"epoch {epoch}: {seen}/{len(data)} images, loss {total / max(1, seen):.4f}")
         if bar:
             bar.close()
         row: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(1, seen), "images": seen,
