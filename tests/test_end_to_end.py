@@ -142,3 +142,19 @@ def test_python_api_train_and_evaluate(tiny_data, tmp_path):
     assert result.rows["all"]["n"] == 32 and result.rows["all"]["auc"] > 0.9
     assert (tmp_path / "ev" / "metrics.json").is_file()
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["lr"] == 0.01
+
+
+@pytest.mark.parametrize("method", ["temperature", "platt"])
+def test_calibrate_on_validation_improves_ece_and_is_stored(run_dir, tiny_data, tmp_path, method):
+    out = tmp_path / f"cal-{method}"
+    res = runner.invoke(app, ["calibrate", str(run_dir), "--data", str(tiny_data / "val"), "--method", method,
+                              "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["calibration"]["method"] == method
+    before = aigi.evaluate(run_dir, tiny_data / "val").rows["all"]
+    after = aigi.evaluate(out, tiny_data / "val").rows["all"]
+    assert after["ece"] <= before["ece"] + 1e-9
+    assert after["auc"] == pytest.approx(before["auc"])  # a monotone map keeps the ranking
+    det = aigi.load_detector(out)
+    assert det.calibration == cfg["calibration"]

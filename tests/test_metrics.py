@@ -254,27 +254,25 @@ def test_score_tuned_threshold_zero_is_not_treated_as_missing():
     assert out["acc_fake@val"] == 1.0 and out["acc_real@val"] == 0.0  # everything >= 0 is fake
 
 
-def test_score_never_tunes_on_test_labels(monkeypatch):
+def test_score_never_tunes_on_test_labels():
     # Test split where 0.5 is a poor threshold and ~0.2 would be perfect.
     test_labels = [0, 0, 0, 1, 1, 1]
     test_probs = [0.05, 0.1, 0.15, 0.25, 0.3, 0.35]
     better = tune_threshold(test_labels, test_probs)
     assert accuracies(test_labels, test_probs, better)["acc_mean"] == 1.0
-
-    # score() must only use the threshold it is given: make any tuning call fail loudly.
-    def forbidden(*args, **kwargs):
-        raise AssertionError("score() tuned a threshold on the labels it is scoring")
-
-    monkeypatch.setattr(metrics, "tune_threshold", forbidden)
     t = 0.5
     out = score(test_labels, test_probs, t)
     assert out["threshold"] == t
-    assert t == 0.5
-    # Accuracy is reported at the passed threshold (all images called real), not the better one.
+    # Accuracy "@val" is at the passed threshold (all images called real), not the better one ...
     assert out["acc_real@val"] == 1.0
     assert out["acc_fake@val"] == 0.0
     assert out["acc_mean@val"] == pytest.approx(0.5)
-    assert out["acc_mean@val"] < accuracies(test_labels, test_probs, better)["acc_mean"]
+    # ... and the threshold fitted on these labels appears only under the "oracle" name.
+    assert out["threshold_oracle"] == pytest.approx(better)
+    assert out["acc_mean@oracle"] == 1.0
+    # Flipping the test labels changes the oracle, never the reported validation threshold.
+    flipped = score([1 - y for y in test_labels], test_probs, t)
+    assert flipped["threshold"] == t
 
 
 # --------------------------------------------------------------------------- mean_over
@@ -317,3 +315,71 @@ def test_mean_over_of_one_class_subsets_from_score():
 
 def test_mean_over_empty():
     assert mean_over([]) == {"n": 0, "n_real": 0, "n_fake": 0}
+
+
+# ---- EER, TPR at fixed FPR, calibration error, bootstrap intervals ----------------
+
+def test_equal_error_rate_hand_computed():
+    from aigi.eval.metrics import equal_error_rate
+
+    # perfectly separated → 0
+    assert equal_error_rate([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 0.0
+    # reals 0.1, 0.6 ; fakes 0.4, 0.9: at t in (0.4, 0.6] FPR = 1/2 (0.6 flagged), FNR = 1/2 (0.4 missed)
+    assert equal_error_rate([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9]) == pytest.approx(0.5)
+    # all scores equal: the ROC is the diagonal, EER = 0.5
+    assert equal_error_rate([0, 1, 0, 1], [0.3] * 4) == pytest.approx(0.5)
+    assert equal_error_rate([1, 1], [0.2, 0.9]) is None
+
+
+def test_tpr_at_fixed_fpr():
+    from aigi.eval.metrics import tpr_at_fpr
+
+    # 100 reals at 0.00..0.99, fakes at 0.985 (above 1 real) and 0.5 (above 50 reals)
+    reals = [i / 100 for i in range(100)]
+    labels = [0] * 100 + [1, 1]
+    probs = reals + [0.985, 0.5]
+    assert tpr_at_fpr(labels, probs, 0.01) == pytest.approx(0.5)   # 1 % FPR catches the 0.985 fake only
+    assert tpr_at_fpr(labels, probs, 0.5) == pytest.approx(1.0)    # 50 % FPR catches both
+    assert tpr_at_fpr([0, 0], [0.1, 0.2], 0.05) is None
+
+
+def test_expected_calibration_error():
+    from aigi.eval.metrics import expected_calibration_error
+
+    # two bins: p = 0.9 for 10 images of which 9 fake → |0.9 − 0.9| = 0; p = 0.2 for 10 images, 0 fake → 0.2
+    labels = [1] * 9 + [0] + [0] * 10
+    probs = [0.9] * 10 + [0.2] * 10
+    assert expected_calibration_error(labels, probs) == pytest.approx(0.5 * 0.0 + 0.5 * 0.2)
+    assert expected_calibration_error([0, 0], [0.0, 0.0]) == 0.0  # one class is fine
+
+
+def test_bootstrap_intervals_contain_the_estimate_and_shrink_with_n():
+    from aigi.eval.metrics import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    def data(n):
+        y = np.r_[np.zeros(n), np.ones(n)].astype(int)
+        p = np.clip(np.r_[rng.normal(0.35, 0.15, n), rng.normal(0.65, 0.15, n)], 0, 1)
+        return y, p
+    y, p = data(100)
+    ci = bootstrap_ci(y, p, 0.5, n=300, seed=1)
+    est = score(y, p, 0.5)
+    for key in ("ap", "auc", "acc_mean@0.5", "acc_mean@val"):
+        lo, hi = ci[f"{key}_ci"]
+        assert lo <= est[key] <= hi, key
+    assert bootstrap_ci(y, p, 0.5, n=300, seed=1) == ci  # seeded
+    y4, p4 = data(400)
+    wide = ci["auc_ci"][1] - ci["auc_ci"][0]
+    narrow = bootstrap_ci(y4, p4, 0.5, n=300, seed=1)["auc_ci"]
+    assert narrow[1] - narrow[0] < wide
+    assert bootstrap_ci([1, 1, 1], [0.2, 0.5, 0.9], None, n=50)["ap_ci"] is None
+
+
+def test_score_reports_every_metric_and_one_class_is_not_a_crash():
+    full = score([0, 1, 0, 1], [0.2, 0.7, 0.4, 0.9], 0.5, bootstrap=20)
+    for key in ("ap", "auc", "eer", "tpr@1%fpr", "tpr@5%fpr", "ece", "acc_mean@0.5", "acc_mean@val",
+                "acc_mean@oracle", "threshold_oracle", "ap_ci", "auc_ci"):
+        assert key in full, key
+    one = score([1, 1, 1], [0.2, 0.6, 0.9], 0.5, bootstrap=20)
+    assert one["ap"] is None and one["auc"] is None and one["eer"] is None and one["tpr@1%fpr"] is None
+    assert one["acc_fake@0.5"] == pytest.approx(2 / 3) and one["ap_ci"] is None

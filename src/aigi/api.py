@@ -87,3 +87,29 @@ def export(name_or_path: str | Path, out: str | Path, merge_shared: bool = False
             raise ValueError(f"{name_or_path}: detector '{det.name}' has no shared experts to merge")
         merge()
     return det.save(out)
+
+
+def calibrate(name_or_path: str | Path, data: str | Path, method: str = "temperature",
+              out: str | Path | None = None, subset_depth: int = 1) -> dict:
+    """Fit temperature or Platt scaling on a labelled validation set, re-tune the
+    threshold there, and save the detector (in place, or to ``out``)."""
+    import torch
+
+    from .data.datasets import load_dataset
+    from .eval.calibration import fit
+    from .eval.metrics import expected_calibration_error, tune_threshold
+    from .eval.runner import detector_logits
+
+    folder = resolve_detector(name_or_path)
+    det = load_detector_dir(folder)
+    ds = load_dataset(data, subset_depth=subset_depth)
+    logits, labels = detector_logits(det, ds)
+    det.calibration = None
+    before = expected_calibration_error(labels.tolist(), det.to_probability(logits).tolist())
+    det.calibration = fit(logits, labels, method)
+    probs = det.to_probability(logits)
+    det.threshold = tune_threshold(labels.int().tolist(), probs.tolist())
+    det.metadata["calibrated_on"] = str(data)
+    det.save(out or folder)
+    return {"calibration": det.calibration, "threshold": det.threshold, "ece_before": before,
+            "ece_after": expected_calibration_error(labels.tolist(), probs.tolist()), "saved": str(out or folder)}

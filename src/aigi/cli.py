@@ -154,6 +154,24 @@ def evaluate(
 
 
 @app.command()
+def calibrate(
+    detector: str = typer.Argument(..., help="Run folder, detector folder or shipped name."),
+    data: str = typer.Option(..., "--data", help="Labelled validation data (never the test set)."),
+    method: str = typer.Option("temperature", help="temperature or platt."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Save here instead of in place."),
+) -> None:
+    """Fit temperature / Platt scaling on validation data and store it with the detector."""
+    from .api import calibrate as run_calibrate
+
+    try:
+        info = run_calibrate(detector, data, method, out)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    typer.echo(f"{info['calibration']}  threshold {info['threshold']:.4f}  "
+               f"ECE {info['ece_before']:.4f} -> {info['ece_after']:.4f}  saved to {info['saved']}")
+
+
+@app.command()
 def export(
     detector: str = typer.Argument(..., help="Run folder, detector folder or shipped name."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write the detector to."),

@@ -57,6 +57,7 @@ class Detector(nn.Module):
         super().__init__()
         self.backbone_spec = backbone
         self.threshold = float(threshold)  # tuned on a validation split by `aigi train`
+        self.calibration: dict[str, Any] | None = None  # temperature / Platt map fitted on validation
         self.metadata: dict[str, Any] = {}
         object.__setattr__(self, "_backbone", None)  # not a submodule: its weights are never saved
 
@@ -76,6 +77,7 @@ class Detector(nn.Module):
             "detector": self.name,
             "backbone": self.backbone_spec,
             "threshold": self.threshold,
+            "calibration": self.calibration,
             "params": self.params(),
             "metadata": self.metadata,
         }
@@ -160,12 +162,21 @@ class Detector(nn.Module):
         return []
 
     # ---- inference ----------------------------------------------------------------
+    def to_probability(self, logits: torch.Tensor) -> torch.Tensor:
+        """P(fake) from raw logits, through the stored calibration if any."""
+        from ..eval.calibration import apply
+
+        return torch.sigmoid(apply(logits.float(), self.calibration))
+
     @torch.no_grad()
-    def probabilities_from_features(self, features: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    def logits_from_features(self, features: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         self.eval()
-        out = [torch.sigmoid(self.head_from_features(features[i : i + batch_size].to(self.device)).float()).cpu()
+        out = [self.head_from_features(features[i : i + batch_size].to(self.device)).float().cpu()
                for i in range(0, features.shape[0], batch_size)]
         return torch.cat(out) if out else torch.empty(0)
+
+    def probabilities_from_features(self, features: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        return self.to_probability(self.logits_from_features(features, batch_size))
 
     def verdict(self, prob: float) -> str:
         return "fake" if prob >= self.threshold else "real"
@@ -188,7 +199,7 @@ class Detector(nn.Module):
                     results[i] = Prediction(name, None, None, exc.cause)
             if images:
                 pixels = self.backbone.preprocess(images).to(self.device)
-                probs = torch.sigmoid(self(pixels).float()).cpu().tolist()
+                probs = self.to_probability(self(pixels).cpu()).tolist()
                 for i, p in zip(idx, probs):
                     name = str(items[i]) if isinstance(items[i], (str, Path)) else f"<input {i}>"
                     results[i] = Prediction(name, p, self.verdict(p))
@@ -217,6 +228,7 @@ class Detector(nn.Module):
         det = cls(backbone=config.get("backbone", DEFAULT_BACKBONE), threshold=config.get("threshold", 0.5),
                   **config.get("params", {}))
         det.metadata = dict(config.get("metadata", {}))
+        det.calibration = config.get("calibration")
         return det
 
 

@@ -10,7 +10,7 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 
 def _arrays(labels: Sequence[int], probs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -60,8 +60,84 @@ def tune_threshold(labels: Sequence[int], probs: Sequence[float]) -> float:
     return float(cands[best[np.argmin(np.abs(cands[best] - 0.5))]])
 
 
-def score(labels: Sequence[int], probs: Sequence[float], tuned_threshold: float | None = None) -> dict[str, Any]:
-    """Every metric for one set of images."""
+def equal_error_rate(labels: Sequence[int], probs: Sequence[float]) -> float | None:
+    """The error rate where the false-positive and false-negative rates meet
+    (linear interpolation between ROC points); None with one class."""
+    y, p = _arrays(labels, probs)
+    if not ((y == 0).any() and (y == 1).any()):
+        return None
+    fpr, tpr, _ = roc_curve(y, p)
+    fnr = 1.0 - tpr
+    diff = fpr - fnr  # rises from negative to positive along the curve
+    i = int(np.flatnonzero(diff >= 0)[0])
+    if i == 0 or diff[i] == 0:
+        return float(fpr[i])
+    w = -diff[i - 1] / (diff[i] - diff[i - 1])
+    return float(fpr[i - 1] + w * (fpr[i] - fpr[i - 1]))
+
+
+def tpr_at_fpr(labels: Sequence[int], probs: Sequence[float], max_fpr: float) -> float | None:
+    """Share of fakes caught when at most ``max_fpr`` of the reals are flagged
+    (the best ROC operating point within the budget); None with one class."""
+    y, p = _arrays(labels, probs)
+    if not ((y == 0).any() and (y == 1).any()):
+        return None
+    fpr, tpr, _ = roc_curve(y, p)
+    return float(tpr[fpr <= max_fpr + 1e-12].max())
+
+
+def expected_calibration_error(labels: Sequence[int], probs: Sequence[float], bins: int = 15) -> float | None:
+    """Mean |P(fake) − observed fake rate| over equal-width probability bins,
+    weighted by bin size. Defined for one class too."""
+    y, p = _arrays(labels, probs)
+    if not len(y):
+        return None
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = idx == b
+        if mask.any():
+            total += mask.sum() / len(y) * abs(p[mask].mean() - y[mask].mean())
+    return float(total)
+
+
+def _resample_indices(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A bootstrap sample that keeps the real/fake counts (stratified)."""
+    parts = [rng.choice(np.flatnonzero(y == c), size=int((y == c).sum()), replace=True) for c in (0, 1) if (y == c).any()]
+    return np.concatenate(parts)
+
+
+def bootstrap_ci(labels: Sequence[int], probs: Sequence[float], threshold: float | None, n: int = 1000,
+                 seed: int = 0, level: float = 0.95) -> dict[str, list[float] | None]:
+    """Percentile confidence intervals of AP, AUC and mean accuracy (at 0.5 and at
+    ``threshold``) from ``n`` stratified bootstrap resamples."""
+    y, p = _arrays(labels, probs)
+    both = bool((y == 0).any() and (y == 1).any())
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {"ap": [], "auc": [], "acc_mean@0.5": [], "acc_mean@val": []}
+    for _ in range(n if len(y) else 0):
+        idx = _resample_indices(y, rng)
+        ys, ps = y[idx], p[idx]
+        if both:
+            draws["ap"].append(average_precision_score(ys, ps))
+            draws["auc"].append(roc_auc_score(ys, ps))
+        draws["acc_mean@0.5"].append(accuracies(ys, ps, 0.5)["acc_mean"])
+        if threshold is not None:
+            draws["acc_mean@val"].append(accuracies(ys, ps, threshold)["acc_mean"])
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    return {f"{k}_ci": ([float(np.percentile(v, lo)), float(np.percentile(v, hi))] if v else None)
+            for k, v in draws.items() if k != "acc_mean@val" or threshold is not None}
+
+
+def score(labels: Sequence[int], probs: Sequence[float], tuned_threshold: float | None = None,
+          bootstrap: int = 0, seed: int = 0) -> dict[str, Any]:
+    """Every metric for one set of images.
+
+    ``@0.5``: fixed threshold; ``@val``: the threshold tuned on a validation split
+    (passed in, never fitted here); ``@oracle``: the threshold that would be best
+    on *these* labels — shown for reference only, it is not a fair number.
+    """
     y, p = _arrays(labels, probs)
     both = bool((y == 0).any() and (y == 1).any())
     out: dict[str, Any] = {
@@ -70,17 +146,27 @@ def score(labels: Sequence[int], probs: Sequence[float], tuned_threshold: float 
         "n_fake": int((y == 1).sum()),
         "ap": float(average_precision_score(y, p)) if both else None,
         "auc": float(roc_auc_score(y, p)) if both else None,
+        "eer": equal_error_rate(y, p),
+        "tpr@1%fpr": tpr_at_fpr(y, p, 0.01),
+        "tpr@5%fpr": tpr_at_fpr(y, p, 0.05),
+        "ece": expected_calibration_error(y, p),
     }
     out.update({f"{k}@0.5": v for k, v in accuracies(y, p, 0.5).items()})
     if tuned_threshold is not None:
         out["threshold"] = float(tuned_threshold)
         out.update({f"{k}@val": v for k, v in accuracies(y, p, tuned_threshold).items()})
+    if both:
+        out["threshold_oracle"] = tune_threshold(y, p)
+        out["acc_mean@oracle"] = accuracies(y, p, out["threshold_oracle"])["acc_mean"]
+    if bootstrap:
+        out.update(bootstrap_ci(y, p, tuned_threshold, n=bootstrap, seed=seed))
     return out
 
 
 def mean_over(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Average of per-subset metrics (the field's mAP / mAcc), skipping undefined ones."""
-    keys = [k for k in rows[0] if k not in ("n", "n_real", "n_fake", "threshold")] if rows else []
+    skip = ("n", "n_real", "n_fake", "threshold", "threshold_oracle")
+    keys = list(dict.fromkeys(k for r in rows for k in r if k not in skip and not k.endswith("_ci")))
     out: dict[str, Any] = {"n": sum(r["n"] for r in rows), "n_real": sum(r["n_real"] for r in rows),
                            "n_fake": sum(r["n_fake"] for r in rows)}
     for k in keys:

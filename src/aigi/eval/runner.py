@@ -35,14 +35,26 @@ class EvalResult:
                 "unreadable": [{"path": p, "error": e} for p, e in self.errors]}
 
 
+def cached_logits(detector: Detector, ds: ImageDataset, batch_size: int = 32, progress=None):
+    """Raw logits of the readable images through the feature cache: (logits, kept indices, errors)."""
+    key = detector.cache_point()
+    res = FeatureCache(detector.backbone).extract(ds.paths, keys=(key,), batch_size=batch_size, progress=progress)
+    return detector.logits_from_features(res.features[key]), res.kept, res.errors
+
+
+def detector_logits(detector: Detector, ds: ImageDataset, batch_size: int = 32):
+    """Logits and labels of the readable images (what calibration is fitted on)."""
+    import torch
+
+    logits, kept, _ = cached_logits(detector, ds, batch_size)
+    return logits, torch.tensor([ds.samples[i].label for i in kept], dtype=torch.float32)
+
+
 def _probabilities(detector: Detector, ds: ImageDataset, use_cache: bool, batch_size: int, progress):
     """P(fake) for each readable sample; frozen detectors go through the feature cache."""
-    key = detector.cache_point()
-    if use_cache and key is not None:
-        cache = FeatureCache(detector.backbone)
-        res = cache.extract(ds.paths, keys=(key,), batch_size=batch_size, progress=progress)
-        probs = detector.probabilities_from_features(res.features[key]).tolist()
-        return dict(zip(res.kept, probs)), res.errors
+    if use_cache and detector.cache_point() is not None:
+        logits, kept, errors = cached_logits(detector, ds, batch_size, progress)
+        return dict(zip(kept, detector.to_probability(logits).tolist())), errors
     preds = detector.predict(ds.paths, batch_size=batch_size, progress=progress)
     scores = {i: p.prob_fake for i, p in enumerate(preds) if p.error is None}
     return scores, [(p.path, p.error) for p in preds if p.error is not None]

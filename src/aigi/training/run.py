@@ -21,6 +21,7 @@ from ..backbones import DEFAULT_BACKBONE, load_backbone
 from ..config import ConfigError
 from ..data.datasets import ImageDataset, Sample, load_dataset
 from ..detectors.base import Detector
+from ..eval.calibration import fit as fit_calibration
 from ..eval.metrics import score, tune_threshold
 from ..registry import DETECTORS
 from ..data.augment import BlurJpegAugment
@@ -36,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
               "from_pixels": False},
     "augment": {"blur_prob": 0.0, "blur_sigma": [0.0, 3.0], "jpeg_prob": 0.0, "jpeg_quality": [30, 100]},
     "features": {"batch_size": 32, "cache_dir": None},
+    "calibration": "none",  # or "temperature" / "platt", fitted on the validation split
     "device": "cpu",
     "output": "runs/{detector}",
 }
@@ -159,7 +161,11 @@ def train(config: dict[str, Any], progress_factory=None, echo: Callable[[str], N
         xtr, ytr, _ = _features(cache, train_ds, key, fb, log, progress_factory)
         summary = detector.fit_features(xtr, ytr, xva, yva, cfg["train"], log)
     fit_seconds = time.time() - t0
-    probs = detector.probabilities_from_features(xva)
+    logits = detector.logits_from_features(xva)
+    if cfg["calibration"] not in (None, "none"):
+        detector.calibration = fit_calibration(logits, yva, cfg["calibration"])
+        log(f"calibration on validation: {detector.calibration}")
+    probs = detector.to_probability(logits)
     detector.threshold = tune_threshold(yva.int().tolist(), probs.tolist())
     detector.metadata = {
         "trained_on": str(data["train"]),
