@@ -93,7 +93,6 @@ def calibrate(name_or_path: str | Path, data: str | Path, method: str = "tempera
               out: str | Path | None = None, subset_depth: int = 1) -> dict:
     """Fit temperature or Platt scaling on a labelled validation set, re-tune the
     threshold there, and save the detector (in place, or to ``out``)."""
-    import torch
 
     from .data.datasets import load_dataset
     from .eval.calibration import fit

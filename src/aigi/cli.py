@@ -119,36 +119,148 @@ def describe(
     typer.echo(f"trainable share of the vision tower: {100 * info['trainable_share_of_vision_tower']:.3f} %")
 
 
+def _label(name_or_path: str | None) -> str:
+    from .api import resolve_detector
+
+    source = resolve_detector(name_or_path)
+    return (source.parent if source.name == "detector" else source).name
+
+
+def _unique_labels(detectors: list[str]) -> list[str]:
+    labels = [_label(d) for d in detectors]
+    return [lab if labels.count(lab) == 1 else f"{lab}#{i}" for i, lab in enumerate(labels)]
+
+
 @app.command("eval")
 def evaluate(
-    detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Shipped name, detector folder or run folder."),
+    detector: Optional[List[str]] = typer.Option(None, "--detector", "-d", help="Shipped name, detector folder or run folder; repeat to compare several."),
     data: str = typer.Option(..., "--data", help="Folder with 0_real/1_fake (any depth) or a CSV/JSONL manifest."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for metrics.json/csv, predictions.csv (default runs/eval/<detector>__<data>)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default runs/eval/<detectors>__<data>)."),
     subset_depth: int = typer.Option(1, help="How many folder levels name a subset (0: the full path)."),
+    limit_per_class: Optional[int] = typer.Option(None, help="At most this many real and fake images per subset (seeded)."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for 95 % confidence intervals (0: none)."),
     batch_size: int = typer.Option(32),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
     device: str = typer.Option("cpu"),
 ) -> None:
-    """Evaluate a detector: AP, AUC and accuracies per subset and overall."""
-    from .api import load_detector, resolve_detector
+    """Evaluate detectors: AP, AUC, EER, TPR@FPR, accuracies, ECE, CIs; per subset and overall; HTML report."""
+    from .api import load_detector
     from .data.datasets import load_dataset
+    from .eval.report import write_report
     from .eval.runner import evaluate as run_eval
     from .eval.runner import format_table, write_outputs
 
     try:
-        det = load_detector(detector, device=device)
+        names = list(detector or [None])
+        labels = _unique_labels(names)
         ds = load_dataset(data, subset_depth=subset_depth)
-        bar = _bar(len(ds), "eval")
-        result = run_eval(det, ds, use_cache=not no_cache, batch_size=batch_size, progress=bar.update)
-        bar.close()
-        for path, cause in result.errors:
-            typer.echo(f"warning: {path}: {cause}", err=True)
-        source = resolve_detector(detector)
-        source = source.parent if source.name == "detector" else source
-        target = out or Path("runs/eval") / f"{source.name}__{Path(data).name}"
-        write_outputs(result, det, data, target)
-        typer.echo(format_table(result.rows))
-        typer.echo(f"threshold@val = {det.threshold:.4f}; written to {target}", err=True)
+        if limit_per_class:
+            ds = ds.limit_per_class(limit_per_class)
+        target = out or Path("runs/eval") / f"{'+'.join(labels)}__{Path(data).name}"
+        evals, scores = {}, {}
+        for name, label in zip(names, labels):
+            det = load_detector(name, device=device)
+            bar = _bar(len(ds), f"eval {label}")
+            result = run_eval(det, ds, use_cache=not no_cache, batch_size=batch_size, progress=bar.update,
+                              bootstrap=bootstrap)
+            bar.close()
+            for path, cause in result.errors:
+                typer.echo(f"warning: {path}: {cause}", err=True)
+            write_outputs(result, det, data, target if len(names) == 1 else target / label)
+            evals[label] = result.rows
+            kept = [p for p in result.predictions if p["prob_fake"] is not None]
+            scores[label] = ([p["label"] for p in kept], [p["prob_fake"] for p in kept])
+            if len(names) > 1:
+                typer.echo(f"== {label}")
+            typer.echo(format_table(result.rows))
+            typer.echo(f"threshold@val = {det.threshold:.4f}", err=True)
+        files = write_report(target, data, evals, scores)
+        typer.echo(f"written to {target} (report: {files['html']})", err=True)
+    except _known_errors() as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def robustness(
+    detector: Optional[List[str]] = typer.Option(None, "--detector", "-d", help="Repeat to compare several."),
+    data: str = typer.Option(..., "--data"),
+    ops: str = typer.Option("jpeg,gaussian_blur,resize", help="Comma-separated degradations (aigi degrade --list)."),
+    severities: str = typer.Option("0,0.25,0.5,0.75,1", help="Comma-separated severities in [0, 1]."),
+    limit_per_class: Optional[int] = typer.Option(None, help="At most this many real and fake images per subset (seeded)."),
+    seed: int = typer.Option(0, help="Seed of the degradations (each image also seeds by its content)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o"),
+    subset_depth: int = typer.Option(1),
+    batch_size: int = typer.Option(32),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Evaluate under degradations at several severities; curves and tables in an HTML report."""
+    from .api import load_detector
+    from .data.datasets import load_dataset
+    from .data.degradations import parse_ops
+    from .eval.report import write_report
+    from .eval.robustness import format_sweep, sweep
+
+    try:
+        names = list(detector or [None])
+        labels = _unique_labels(names)
+        op_names = [name for name, _ in parse_ops(ops)]
+        levels = [float(x) for x in severities.split(",") if x.strip()]
+        ds = load_dataset(data, subset_depth=subset_depth)
+        if limit_per_class:
+            ds = ds.limit_per_class(limit_per_class)
+        target = out or Path("runs/robustness") / f"{'+'.join(labels)}__{Path(data).name}"
+        sweeps, evals, scores = {}, {}, {}
+        for name, label in zip(names, labels):
+            det = load_detector(name, device=device)
+            rows, clean = sweep(det, ds, op_names, levels, seed=seed, batch_size=batch_size, progress_factory=_bar)
+            sweeps[label], evals[label] = rows, clean.rows
+            kept = [p for p in clean.predictions if p["prob_fake"] is not None]
+            scores[label] = ([p["label"] for p in kept], [p["prob_fake"] for p in kept])
+            typer.echo(f"== {label}")
+            typer.echo(format_sweep(rows))
+        files = write_report(target, data, evals, scores, sweeps,
+                             notes=[f"degradations: {ops}; severities: {sorted({0.0, *levels})}; seed {seed}"])
+        typer.echo(f"written to {target} (report: {files['html']})", err=True)
+    except _known_errors() as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def degrade(
+    source: Path = typer.Argument(..., help="An image file or a folder of images."),
+    target: Path = typer.Argument(..., help="Output file, or folder (mirrors the input tree)."),
+    ops: str = typer.Option("", help="e.g. jpeg:0.5,gaussian_blur:0.3 (applied in order)."),
+    seed: int = typer.Option(0),
+    list_ops: bool = typer.Option(False, "--list", help="List the degradations and what severity means."),
+) -> None:
+    """Apply degradations at given severities to images (the robustness library)."""
+    import numpy as np
+    from PIL import Image
+
+    from .data import degradations
+    from .data.io import file_sha256, list_images, read_image
+
+    try:
+        if list_ops:
+            for name in degradations.names():
+                op = degradations.get(name)
+                typer.echo(f"{name:<16} {op.category:<12} {op.severity}")
+            return
+        steps = degradations.parse_ops(ops)
+        if not steps or any(sev is None for _, sev in steps):
+            _fail("--ops needs name:severity pairs, e.g. jpeg:0.5,gaussian_blur:0.3")
+        files, problems = list_images([str(source)])
+        if problems:
+            _fail(f"{problems[0][0]}: {problems[0][1]}")
+        for path in files:
+            arr = np.asarray(read_image(path))
+            rng = np.random.default_rng([seed, int(file_sha256(path)[:15], 16)])
+            for name, sev in steps:
+                arr = degradations.get(name)(arr, sev, rng)
+            dest = target if source.is_file() else target / path.relative_to(source)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(dest)
+        typer.echo(f"{len(files)} image(s) written to {target}")
     except _known_errors() as exc:
         _fail(str(exc))
 

@@ -43,8 +43,8 @@ def fit(logits: torch.Tensor, labels: torch.Tensor, method: str, steps: int = 20
 
     opt.step(closure)
     if method == "temperature":
-        return {"method": "temperature", "temperature": float(log_t.exp())}
-    return {"method": "platt", "a": float(a), "b": float(b)}
+        return {"method": "temperature", "temperature": float(log_t.detach().exp())}
+    return {"method": "platt", "a": float(a.detach()), "b": float(b.detach())}
 
 
 def apply(logits: torch.Tensor, calibration: dict[str, Any] | None) -> torch.Tensor:

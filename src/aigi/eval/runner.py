@@ -35,10 +35,12 @@ class EvalResult:
                 "unreadable": [{"path": p, "error": e} for p, e in self.errors]}
 
 
-def cached_logits(detector: Detector, ds: ImageDataset, batch_size: int = 32, progress=None):
+def cached_logits(detector: Detector, ds: ImageDataset, batch_size: int = 32, progress=None,
+                  transform=None, transform_id: str = ""):
     """Raw logits of the readable images through the feature cache: (logits, kept indices, errors)."""
     key = detector.cache_point()
-    res = FeatureCache(detector.backbone).extract(ds.paths, keys=(key,), batch_size=batch_size, progress=progress)
+    res = FeatureCache(detector.backbone).extract(ds.paths, keys=(key,), batch_size=batch_size, progress=progress,
+                                                  transform=transform, transform_id=transform_id)
     return detector.logits_from_features(res.features[key]), res.kept, res.errors
 
 
@@ -50,19 +52,30 @@ def detector_logits(detector: Detector, ds: ImageDataset, batch_size: int = 32):
     return logits, torch.tensor([ds.samples[i].label for i in kept], dtype=torch.float32)
 
 
-def _probabilities(detector: Detector, ds: ImageDataset, use_cache: bool, batch_size: int, progress):
+def _probabilities(detector: Detector, ds: ImageDataset, use_cache: bool, batch_size: int, progress,
+                   transform=None, transform_id: str = ""):
     """P(fake) for each readable sample; frozen detectors go through the feature cache."""
     if use_cache and detector.cache_point() is not None:
-        logits, kept, errors = cached_logits(detector, ds, batch_size, progress)
+        logits, kept, errors = cached_logits(detector, ds, batch_size, progress, transform, transform_id)
         return dict(zip(kept, detector.to_probability(logits).tolist())), errors
-    preds = detector.predict(ds.paths, batch_size=batch_size, progress=progress)
+    inputs = ds.paths if transform is None else [_transformed(p, transform) for p in ds.paths]
+    preds = detector.predict(inputs, batch_size=batch_size, progress=progress)
     scores = {i: p.prob_fake for i, p in enumerate(preds) if p.error is None}
-    return scores, [(p.path, p.error) for p in preds if p.error is not None]
+    return scores, [(str(ds.paths[i]), p.error) for i, p in enumerate(preds) if p.error is not None]
+
+
+def _transformed(path, transform):
+    from ..data.io import ImageReadError, file_sha256, read_image
+
+    try:
+        return transform(read_image(path), file_sha256(path))
+    except (ImageReadError, OSError):
+        return path  # predict() reports the read error for this path
 
 
 def evaluate(detector: Detector, ds: ImageDataset, use_cache: bool = True, batch_size: int = 32,
-             progress=None) -> EvalResult:
-    scores, errors = _probabilities(detector, ds, use_cache, batch_size, progress)
+             progress=None, bootstrap: int = 0, transform=None, transform_id: str = "") -> EvalResult:
+    scores, errors = _probabilities(detector, ds, use_cache, batch_size, progress, transform, transform_id)
     predictions = []
     per_subset: dict[str, tuple[list[int], list[float]]] = {}
     for i, s in enumerate(ds.samples):
@@ -75,11 +88,12 @@ def evaluate(detector: Detector, ds: ImageDataset, use_cache: bool = True, batch
             ps.append(float(p))
     if not per_subset:
         raise ValueError(f"{ds.name}: no readable image to evaluate")
-    rows = {name: score(ys, ps, detector.threshold) for name, (ys, ps) in sorted(per_subset.items())}
+    rows = {name: score(ys, ps, detector.threshold, bootstrap=bootstrap)
+            for name, (ys, ps) in sorted(per_subset.items())}
     all_y = [y for ys, _ in per_subset.values() for y in ys]
     all_p = [p for _, ps in per_subset.values() for p in ps]
     subset_rows = list(rows.values())
-    rows["all"] = score(all_y, all_p, detector.threshold)
+    rows["all"] = score(all_y, all_p, detector.threshold, bootstrap=bootstrap)
     if len(subset_rows) > 1:
         rows["mean"] = mean_over(subset_rows)
     return EvalResult(rows, predictions, errors)

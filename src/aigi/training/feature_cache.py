@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from ..backbones.base import VisionBackbone
@@ -106,6 +107,10 @@ class ExtractResult:
     encoded: int = 0  # images that went through the backbone in this call
 
 
+def _derived(file_hash: str, transform_id: str) -> str:
+    return hashlib.sha256(f"{file_hash}|{transform_id}".encode()).hexdigest()
+
+
 def backbone_namespace(backbone: VisionBackbone) -> str:
     blob = f"{backbone.fingerprint}|{backbone.preprocess_spec.fingerprint()}".encode()
     return hashlib.sha256(blob).hexdigest()[:20]
@@ -159,20 +164,28 @@ class FeatureCache:
         keys: Iterable[str] = ("embed",),
         batch_size: int = 32,
         progress: Callable[[int], None] | None = None,
+        transform: Callable[[Image.Image, str], Image.Image] | None = None,
+        transform_id: str = "",
     ) -> ExtractResult:
         """Features for ``paths``; only images missing from the cache are encoded.
 
         An unreadable file is reported in ``errors`` and skipped; ``progress`` is
         called with the number of images handled since the last call.
+        ``transform(image, file_sha256)`` (e.g. a seeded degradation) changes the
+        pixels before encoding; it must be deterministic, and ``transform_id``
+        names it in the cache key, so a robustness sweep is cached like clean images.
         """
         keys = tuple(dict.fromkeys(keys))
         stores = {k: self.store(k) for k in keys}
         hashes: list[str | None] = []
         errors: list[tuple[str, str]] = []
+        file_hashes: list[str | None] = []
         for p in paths:
             try:
-                hashes.append(file_sha256(p))
+                file_hashes.append(file_sha256(p))
+                hashes.append(_derived(file_hashes[-1], transform_id) if transform else file_hashes[-1])
             except OSError as exc:
+                file_hashes.append(None)
                 hashes.append(None)
                 errors.append((str(p), _os_cause(exc)))
         missing = [i for i, h in enumerate(hashes) if h is not None and any(h not in s for s in stores.values())]
@@ -191,7 +204,8 @@ class FeatureCache:
                 if h in seen:  # identical bytes twice in the list: encode once
                     continue
                 try:
-                    images.append(read_image(paths[i]))
+                    image = read_image(paths[i])
+                    images.append(transform(image, file_hashes[i]) if transform else image)
                     chunk_hashes.append(h)
                     seen.add(h)  # type: ignore[arg-type]
                 except ImageReadError as exc:
