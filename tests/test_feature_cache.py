@@ -52,7 +52,7 @@ def test_new_key_or_new_images_only_encode_what_is_missing(tmp_path, backbone):
     cache = FeatureCache(backbone, root=tmp_path / "c")
     assert cache.extract(paths[:5], keys=("embed",)).encoded == 5
     assert cache.extract(paths, keys=("embed",)).encoded == len(paths) - 5
-    assert cache.extract(paths, keys=("embed", "cls")).encoded == len(paths)  # "cls" was never stored
+    assert cache.extract(paths, keys=("embed", "tokens@2")).encoded == len(paths)  # "tokens@2" was never stored
 
 
 def test_identical_bytes_share_a_row_and_renames_hit(tmp_path, backbone):
@@ -107,3 +107,11 @@ def test_prefix_tokens_are_cached_in_half_precision(tmp_path, backbone):
     assert cache.store("tokens@2").dtype == torch.float16
     with pytest.raises(ValueError, match="unknown feature"):
         cache.store("patches")
+
+
+def test_one_pass_stores_embed_and_cls_for_the_next_detector(tmp_path, backbone):
+    root = write_split(tmp_path / "d", 2, seed=5)
+    paths = sorted(root.rglob("*.png"))
+    cache = FeatureCache(backbone, root=tmp_path / "c")
+    assert cache.extract(paths, keys=("embed",)).encoded == len(paths)
+    assert cache.extract(paths, keys=("cls",)).encoded == 0  # LTD after UnivFD: nothing to encode

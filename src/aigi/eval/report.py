@@ -107,7 +107,10 @@ def write_report(out: Path, data: str, evals: dict[str, dict[str, dict[str, Any]
                           for r in rows if r["subset"] == "all")
             sections.append(f"<h2>Robustness — {html.escape(det)}</h2><table><thead><tr><th>op</th><th>severity</th>"
                             f"<th>AP</th><th>AUC</th><th>mean@val</th></tr></thead><tbody>{trs}</tbody></table>")
-    figures = "".join(img(p, k.replace("_", " ")) for k, p in made.items())
+    captions = {"roc": "ROC curves (all images)", "subsets": "AP per subset",
+                "histograms": "P(fake) for real and fake images", "robustness_ap": "Robustness: AP against severity",
+                "robustness_acc": "Robustness: mean accuracy at the validation threshold against severity"}
+    figures = "".join(img(p, captions.get(k, k)) for k, p in made.items())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>aigi evaluation report</title>
 <style>
