@@ -12,8 +12,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Detect AI-generated images with CLIP / SigLIP based detectors.")
 backbones_app = typer.Typer(no_args_is_help=True, help="List and prepare backbones.")
 detectors_app = typer.Typer(no_args_is_help=True, help="List detectors.")
+datasets_app = typer.Typer(no_args_is_help=True, help="Inspect datasets and benchmark suites.")
 app.add_typer(backbones_app, name="backbones")
 app.add_typer(detectors_app, name="detectors")
+app.add_typer(datasets_app, name="datasets")
+
+SUITE_HELP = "Layout reader: folder, univfd, aigcdetect, genimage, drct2m, synthbuster, wildrf, chameleon."
 
 
 def _fail(message: str) -> None:
@@ -136,6 +140,7 @@ def evaluate(
     detector: Optional[List[str]] = typer.Option(None, "--detector", "-d", help="Shipped name, detector folder or run folder; repeat to compare several."),
     data: str = typer.Option(..., "--data", help="Folder with 0_real/1_fake (any depth) or a CSV/JSONL manifest."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default runs/eval/<detectors>__<data>)."),
+    suite: str = typer.Option("folder", help=SUITE_HELP),
     subset_depth: int = typer.Option(1, help="How many folder levels name a subset (0: the full path)."),
     limit_per_class: Optional[int] = typer.Option(None, help="At most this many real and fake images per subset (seeded)."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for 95 % confidence intervals (0: none)."),
@@ -145,7 +150,7 @@ def evaluate(
 ) -> None:
     """Evaluate detectors: AP, AUC, EER, TPR@FPR, accuracies, ECE, CIs; per subset and overall; HTML report."""
     from .api import load_detector
-    from .data.datasets import load_dataset
+    from .data.suites import load_suite
     from .eval.report import write_report
     from .eval.runner import evaluate as run_eval
     from .eval.runner import format_table, write_outputs
@@ -153,7 +158,7 @@ def evaluate(
     try:
         names = list(detector or [None])
         labels = _unique_labels(names)
-        ds = load_dataset(data, subset_depth=subset_depth)
+        ds = load_suite(data, suite, subset_depth=subset_depth)
         if limit_per_class:
             ds = ds.limit_per_class(limit_per_class)
         target = out or Path("runs/eval") / f"{'+'.join(labels)}__{Path(data).name}"
@@ -189,14 +194,15 @@ def robustness(
     limit_per_class: Optional[int] = typer.Option(None, help="At most this many real and fake images per subset (seeded)."),
     seed: int = typer.Option(0, help="Seed of the degradations (each image also seeds by its content)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o"),
+    suite: str = typer.Option("folder", help=SUITE_HELP),
     subset_depth: int = typer.Option(1),
     batch_size: int = typer.Option(32),
     device: str = typer.Option("cpu"),
 ) -> None:
     """Evaluate under degradations at several severities; curves and tables in an HTML report."""
     from .api import load_detector
-    from .data.datasets import load_dataset
     from .data.degradations import parse_ops
+    from .data.suites import load_suite
     from .eval.report import write_report
     from .eval.robustness import format_sweep, sweep
 
@@ -205,7 +211,7 @@ def robustness(
         labels = _unique_labels(names)
         op_names = [name for name, _ in parse_ops(ops)]
         levels = [float(x) for x in severities.split(",") if x.strip()]
-        ds = load_dataset(data, subset_depth=subset_depth)
+        ds = load_suite(data, suite, subset_depth=subset_depth)
         if limit_per_class:
             ds = ds.limit_per_class(limit_per_class)
         target = out or Path("runs/robustness") / f"{'+'.join(labels)}__{Path(data).name}"
@@ -322,6 +328,36 @@ def backbones_prepare(force: bool = typer.Option(False, help="Convert again even
         typer.echo(f"embedded CLIP ViT-B/16 ready in {folder}")
     except _known_errors() as exc:
         _fail(str(exc))
+
+
+@datasets_app.command("check")
+def datasets_check(
+    path: str = typer.Argument(..., help="Benchmark folder or manifest."),
+    suite: str = typer.Option("folder", help=SUITE_HELP),
+    subset_depth: int = typer.Option(1),
+    quick: bool = typer.Option(False, help="Hash only; do not decode every image."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Subsets, counts per class, unreadable files and duplicates, before any model runs."""
+    from .data.check import check_dataset, format_check
+    from .data.suites import load_suite
+
+    try:
+        ds = load_suite(path, suite, subset_depth=subset_depth)
+        bar = _bar(len(ds), "check")
+        report = check_dataset(ds, decode=not quick, progress=bar.update)
+        bar.close()
+    except _known_errors() as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(report, indent=2) if as_json else format_check(report))
+
+
+@datasets_app.command("suites")
+def datasets_suites() -> None:
+    """The benchmark layouts aigi reads."""
+    from .data.suites import SUITES
+
+    typer.echo(", ".join(SUITES.names()))
 
 
 @detectors_app.command("list")
