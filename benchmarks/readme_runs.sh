@@ -22,3 +22,10 @@ run bench-cache    python benchmarks/feature_cache.py --per-class 50
 run bench-exit     python benchmarks/early_exit.py --detector runs/ltd-cifake
 run bench-ltd      python benchmarks/train_from_cache.py --detector ltd --per-class 32 --epochs 2
 run bench-mole     python benchmarks/train_from_cache.py --detector mole --per-class 16 --epochs 2
+run bench-exit-8   python benchmarks/early_exit.py --stop-after 8
+run univfd-2k      aigi train configs/univfd-cifake.yaml data.limit_per_class=1000 output=runs/univfd-cifake-2k
+run univfd-2k-eval aigi eval --detector runs/univfd-cifake-2k --data $data/test
+run ltd-2k         aigi train configs/ltd-cifake.yaml data.limit_per_class=1000 output=runs/ltd-cifake-2k
+run ltd-2k-eval    aigi eval --detector runs/ltd-cifake-2k --data $data/test
+run compare        aigi eval -d univfd-cifake -d runs/univfd-knn-cifake -d runs/ltd-cifake -d runs/mole-cifake --data $data/test -o runs/readme-compare
+run robustness     aigi robustness -d univfd-cifake -d runs/ltd-cifake --data $data/test --ops jpeg,gaussian_blur --severities 0.25,0.5,0.75,1 --limit-per-class 100 -o runs/readme-robustness
