@@ -80,29 +80,17 @@ class ClipTextBackbone(nn.Module):
         return self.encode(texts)
 
 
+def transformer_config(cls, hidden: int, inter: int, layers: int, heads: int, **extra):
+    """A transformers tower config from the four numbers every ViT / text tower has."""
+    return cls(hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers, num_attention_heads=heads, **extra)
+
+
 def clip_vision_config(hidden: int, inter: int, layers: int, heads: int, image: int, patch: int, proj: int) -> CLIPVisionConfig:
-    return CLIPVisionConfig(
-        hidden_size=hidden,
-        intermediate_size=inter,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        image_size=image,
-        patch_size=patch,
-        projection_dim=proj,
-        hidden_act="quick_gelu",
-    )
+    return transformer_config(CLIPVisionConfig, hidden, inter, layers, heads, image_size=image, patch_size=patch,
+                              projection_dim=proj, hidden_act="quick_gelu")
 
 
 def clip_text_config(hidden: int, inter: int, layers: int, heads: int, proj: int, vocab: int = 49408) -> CLIPTextConfig:
-    return CLIPTextConfig(
-        hidden_size=hidden,
-        intermediate_size=inter,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        projection_dim=proj,
-        vocab_size=vocab,
-        max_position_embeddings=77,
-        hidden_act="quick_gelu",
-        bos_token_id=vocab - 2,
-        eos_token_id=vocab - 1,
-    )
+    return transformer_config(CLIPTextConfig, hidden, inter, layers, heads, projection_dim=proj, vocab_size=vocab,
+                              max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=vocab - 2,
+                              eos_token_id=vocab - 1)

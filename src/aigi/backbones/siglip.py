@@ -9,6 +9,7 @@ import torch
 from transformers import SiglipVisionConfig
 
 from .base import VisionBackbone
+from .clip import transformer_config
 
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
@@ -33,11 +34,4 @@ class SiglipVisionBackbone(VisionBackbone):
 
 
 def siglip_vision_config(hidden: int, inter: int, layers: int, heads: int, image: int, patch: int) -> SiglipVisionConfig:
-    return SiglipVisionConfig(
-        hidden_size=hidden,
-        intermediate_size=inter,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        image_size=image,
-        patch_size=patch,
-    )
+    return transformer_config(SiglipVisionConfig, hidden, inter, layers, heads, image_size=image, patch_size=patch)
