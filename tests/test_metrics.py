@@ -383,3 +383,19 @@ def test_score_reports_every_metric_and_one_class_is_not_a_crash():
     one = score([1, 1, 1], [0.2, 0.6, 0.9], 0.5, bootstrap=20)
     assert one["ap"] is None and one["auc"] is None and one["eer"] is None and one["tpr@1%fpr"] is None
     assert one["acc_fake@0.5"] == pytest.approx(2 / 3) and one["ap_ci"] is None
+
+
+def test_bootstrap_of_the_subset_average():
+    from aigi.eval.metrics import bootstrap_ci, bootstrap_mean_ci
+
+    rng = np.random.default_rng(3)
+    groups = []
+    for shift in (0.2, 0.4):
+        y = np.r_[np.zeros(80), np.ones(80)].astype(int)
+        p = np.clip(np.r_[rng.normal(0.5 - shift, 0.2, 80), rng.normal(0.5 + shift, 0.2, 80)], 0, 1)
+        groups.append((y, p))
+    ci = bootstrap_mean_ci(groups, 0.5, n=200, seed=0)
+    mean_ap = np.mean([score(y, p)["ap"] for y, p in groups])
+    assert ci["ap_ci"][0] <= mean_ap <= ci["ap_ci"][1]
+    # one group: the same as the plain bootstrap
+    assert bootstrap_mean_ci(groups[:1], 0.5, n=100, seed=4) == bootstrap_ci(*groups[0], 0.5, n=100, seed=4)

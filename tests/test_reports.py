@@ -40,6 +40,8 @@ def test_eval_compares_detectors_and_writes_every_report(two_runs, tiny_data, tm
     report = json.loads((out / "report.json").read_text())
     assert set(report["metrics"]) == {"univfd", "univfd-knn"}
     assert report["metrics"]["univfd"]["all"]["ap_ci"][0] <= report["metrics"]["univfd"]["all"]["ap"]
+    mean = report["metrics"]["univfd"]["mean"]  # CIs of the subset average too
+    assert mean["ap_ci"][0] <= mean["ap"] <= mean["ap_ci"][1]
     for sub in ("univfd", "univfd-knn"):
         assert (out / sub / "metrics.json").is_file() and (out / sub / "predictions.csv").is_file()
     with open(out / "report.csv") as fh:

@@ -108,26 +108,46 @@ def _resample_indices(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def _draw_metrics(ys: np.ndarray, ps: np.ndarray, threshold: float | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if (ys == 0).any() and (ys == 1).any():
+        out["ap"] = average_precision_score(ys, ps)
+        out["auc"] = roc_auc_score(ys, ps)
+    out["acc_mean@0.5"] = accuracies(ys, ps, 0.5)["acc_mean"]
+    if threshold is not None:
+        out["acc_mean@val"] = accuracies(ys, ps, threshold)["acc_mean"]
+    return out
+
+
+def _percentiles(draws: dict[str, list[float]], keys: Sequence[str], level: float) -> dict[str, list[float] | None]:
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    return {f"{k}_ci": ([float(np.percentile(draws[k], lo)), float(np.percentile(draws[k], hi))] if draws.get(k) else None)
+            for k in keys}
+
+
 def bootstrap_ci(labels: Sequence[int], probs: Sequence[float], threshold: float | None, n: int = 1000,
                  seed: int = 0, level: float = 0.95) -> dict[str, list[float] | None]:
     """Percentile confidence intervals of AP, AUC and mean accuracy (at 0.5 and at
     ``threshold``) from ``n`` stratified bootstrap resamples."""
-    y, p = _arrays(labels, probs)
-    both = bool((y == 0).any() and (y == 1).any())
+    return bootstrap_mean_ci([(labels, probs)], threshold, n, seed, level)
+
+
+def bootstrap_mean_ci(groups: Sequence[tuple[Sequence[int], Sequence[float]]], threshold: float | None,
+                      n: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, list[float] | None]:
+    """Intervals of the *average over subsets* (mAP, mean accuracy): each draw
+    resamples every subset on its own and averages their metrics."""
+    arrays = [_arrays(y, p) for y, p in groups]
     rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {"ap": [], "auc": [], "acc_mean@0.5": [], "acc_mean@val": []}
-    for _ in range(n if len(y) else 0):
-        idx = _resample_indices(y, rng)
-        ys, ps = y[idx], p[idx]
-        if both:
-            draws["ap"].append(average_precision_score(ys, ps))
-            draws["auc"].append(roc_auc_score(ys, ps))
-        draws["acc_mean@0.5"].append(accuracies(ys, ps, 0.5)["acc_mean"])
-        if threshold is not None:
-            draws["acc_mean@val"].append(accuracies(ys, ps, threshold)["acc_mean"])
-    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    return {f"{k}_ci": ([float(np.percentile(v, lo)), float(np.percentile(v, hi))] if v else None)
-            for k, v in draws.items() if k != "acc_mean@val" or threshold is not None}
+    keys = ["ap", "auc", "acc_mean@0.5"] + (["acc_mean@val"] if threshold is not None else [])
+    draws: dict[str, list[float]] = {k: [] for k in keys}
+    for _ in range(n if any(len(y) for y, _ in arrays) else 0):
+        per = [_draw_metrics(y[idx], p[idx], threshold) for y, p in arrays if len(y)
+               for idx in [_resample_indices(y, rng)]]
+        for k in keys:
+            vals = [m[k] for m in per if k in m]
+            if vals:
+                draws[k].append(float(np.mean(vals)))
+    return _percentiles(draws, keys, level)
 
 
 def score(labels: Sequence[int], probs: Sequence[float], tuned_threshold: float | None = None,

@@ -16,7 +16,7 @@ from typing import Any
 from ..data.datasets import ImageDataset
 from ..detectors.base import Detector
 from ..training.feature_cache import FeatureCache
-from .metrics import mean_over, score
+from .metrics import bootstrap_mean_ci, mean_over, score
 
 TABLE_COLUMNS = [("ap", "AP"), ("auc", "AUC"), ("acc_real@0.5", "real@.5"), ("acc_fake@0.5", "fake@.5"),
                  ("acc_mean@0.5", "mean@.5"), ("acc_real@val", "real@val"), ("acc_fake@val", "fake@val"),
@@ -96,6 +96,8 @@ def evaluate(detector: Detector, ds: ImageDataset, use_cache: bool = True, batch
     rows["all"] = score(all_y, all_p, detector.threshold, bootstrap=bootstrap)
     if len(subset_rows) > 1:
         rows["mean"] = mean_over(subset_rows)
+        if bootstrap:
+            rows["mean"].update(bootstrap_mean_ci(list(per_subset.values()), detector.threshold, n=bootstrap))
     return EvalResult(rows, predictions, errors)
 
 
