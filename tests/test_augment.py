@@ -59,3 +59,36 @@ def test_training_from_pixels_with_augmentation(tiny_data, tmp_path, detector, p
     assert "training from pixels (augmentation: True)" in log
     history = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]
     assert len(history) == 4 and all(h["images"] == 32 for h in history)
+
+
+def test_degradation_policy_probability_count_and_categories():
+    from aigi.data.augment import Augmentations, DegradationPolicy
+
+    img = _img(5)
+    never = DegradationPolicy(prob=0.0)
+    assert not never.active and never(img, np.random.default_rng(0)) is img
+    pol = DegradationPolicy(prob=1.0, max_ops=2, categories=("compression",), severity=(0.5, 1.0))
+    assert set(pol.candidates()) == {"jpeg", "jpeg2000", "webp", "double_jpeg", "blocking"}
+    out = pol(img, np.random.default_rng(1))
+    assert out.size == img.size and not np.array_equal(np.asarray(out), np.asarray(img))
+    assert np.array_equal(np.asarray(pol(img, np.random.default_rng(1))), np.asarray(out))  # seeded
+    half = DegradationPolicy(prob=0.5, categories=("blur",))
+    touched = sum(half(img, np.random.default_rng([i, 7])) is not img for i in range(400))
+    assert 0.4 < touched / 400 < 0.6
+    with pytest.raises(ValueError, match="selects no operation"):
+        DegradationPolicy(prob=1.0, categories=("nonsense",)).candidates()
+    aug = Augmentations.from_config({"blur_prob": 0.0, "policy": {"prob": 1.0, "categories": ["geometry"]}})
+    assert aug.active and aug.policy.categories == ("geometry",)
+
+
+def test_training_with_the_degradation_policy(tiny_data, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "detector": "univfd", "backbone": "random:tiny-clip",
+        "data": {"train": str(tiny_data / "train"), "val": str(tiny_data / "val")},
+        "augment": {"policy": {"prob": 0.5, "max_ops": 2, "categories": ["noise", "compression"]}},
+        "train": {"epochs": 2, "lr": 1e-2, "batch_size": 8}, "output": str(tmp_path / "run")}))
+    res = CliRunner().invoke(app, ["train", str(recipe)])
+    assert res.exit_code == 0, res.output
+    resolved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert resolved["augment"]["policy"]["max_ops"] == 2 and resolved["augment"]["policy"]["severity"] == [0.1, 1.0]

@@ -92,7 +92,7 @@ def test_degrade_command(tmp_path):
     assert out.is_file()
     res = runner.invoke(app, ["degrade", str(src), str(out), "--ops", "jpeg"])
     assert res.exit_code == 2 and "name:severity" in res.output
-    res = runner.invoke(app, ["degrade", "x", "y", "--list"])
+    res = runner.invoke(app, ["degrade", "--list"])
     assert "gaussian_blur" in res.output and "quality 95" in res.output
 
 

@@ -233,11 +233,13 @@ def robustness(
 
 @app.command()
 def degrade(
-    source: Path = typer.Argument(..., help="An image file or a folder of images."),
-    target: Path = typer.Argument(..., help="Output file, or folder (mirrors the input tree)."),
+    source: Optional[Path] = typer.Argument(None, help="An image file or a folder of images."),
+    target: Optional[Path] = typer.Argument(None, help="Output file, or folder (mirrors the input tree)."),
     ops: str = typer.Option("", help="e.g. jpeg:0.5,gaussian_blur:0.3 (applied in order)."),
     seed: int = typer.Option(0),
     list_ops: bool = typer.Option(False, "--list", help="List the degradations and what severity means."),
+    contact_sheet: bool = typer.Option(False, "--contact-sheet",
+                                       help="Write TARGET as a sheet of every degradation at three severities of SOURCE."),
 ) -> None:
     """Apply degradations at given severities to images (the robustness library)."""
     import numpy as np
@@ -248,9 +250,17 @@ def degrade(
 
     try:
         if list_ops:
-            for name in degradations.names():
+            width = max(len(n) for n in degradations.names())
+            for name in sorted(degradations.names(), key=lambda n: (degradations.get(n).category, n)):
                 op = degradations.get(name)
-                typer.echo(f"{name:<16} {op.category:<12} {op.severity}")
+                typer.echo(f"{name:<{width}}  {op.category:<12} {op.severity}")
+            return
+        if source is None or target is None:
+            _fail("give SOURCE and TARGET (or --list)")
+        if contact_sheet:
+            from .data.degradations.contact_sheet import contact_sheet as make_sheet
+
+            typer.echo(str(make_sheet(read_image(source), target, seed=seed)))
             return
         steps = degradations.parse_ops(ops)
         if not steps or any(sev is None for _, sev in steps):

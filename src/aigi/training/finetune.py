@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..data.augment import BlurJpegAugment
+from ..data.augment import Augmentations
 from ..data.datasets import Sample
 from ..data.io import ImageReadError, read_image
 from .keep_best import KeepBest, format_row, validation_ap
@@ -23,7 +23,7 @@ from .keep_best import KeepBest, format_row, validation_ap
 class PixelDataset(torch.utils.data.Dataset):
     """Samples → (pixels, label); unreadable files come back as None and are dropped."""
 
-    def __init__(self, samples: Sequence[Sample], preprocess: Callable, augment: BlurJpegAugment, seed: int) -> None:
+    def __init__(self, samples: Sequence[Sample], preprocess: Callable, augment: Augmentations, seed: int) -> None:
         self.samples, self.preprocess, self.augment, self.seed = list(samples), preprocess, augment, seed
         self.epoch = 0
 
@@ -49,7 +49,7 @@ def _collate(batch):
 
 
 def train_pixels(detector, train_samples: Sequence[Sample], val_features: torch.Tensor | None,
-                 val_labels: torch.Tensor | None, settings: dict[str, Any], augment: BlurJpegAugment,
+                 val_labels: torch.Tensor | None, settings: dict[str, Any], augment: Augmentations,
                  log: Callable[[str], None], progress_factory=None) -> dict[str, Any]:
     epochs = int(settings.get("epochs", 1))
     batch_size = int(settings.get("batch_size", 32))

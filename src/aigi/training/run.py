@@ -18,13 +18,13 @@ import torch
 import yaml
 
 from ..backbones import DEFAULT_BACKBONE, load_backbone
-from ..config import ConfigError
+from ..config import ConfigError, merge
 from ..data.datasets import ImageDataset, Sample, load_dataset
 from ..detectors.base import Detector
 from ..eval.calibration import fit as fit_calibration
 from ..eval.metrics import score, tune_threshold
 from ..registry import DETECTORS
-from ..data.augment import BlurJpegAugment
+from ..data.augment import Augmentations
 from .feature_cache import FeatureCache
 from .finetune import train_pixels
 
@@ -35,7 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "data": {"train": None, "val": None, "val_fraction": 0.1, "subset_depth": 1, "limit_per_class": None},
     "train": {"epochs": 50, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "seed": 0, "workers": 0,
               "from_pixels": False},
-    "augment": {"blur_prob": 0.0, "blur_sigma": [0.0, 3.0], "jpeg_prob": 0.0, "jpeg_quality": [30, 100]},
+    "augment": {"blur_prob": 0.0, "blur_sigma": [0.0, 3.0], "jpeg_prob": 0.0, "jpeg_quality": [30, 100],
+                "policy": {"prob": 0.0, "max_ops": 1, "categories": [], "severity": [0.1, 1.0], "exclude": []}},
     "features": {"batch_size": 32, "cache_dir": None},
     "calibration": "none",  # or "temperature" / "platt", fitted on the validation split
     "device": "cpu",
@@ -47,7 +48,7 @@ def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, default in DEFAULTS.items():
         value = config.get(key, default)
-        out[key] = {**default, **(value or {})} if isinstance(default, dict) else value
+        out[key] = merge(default, value or {}) if isinstance(default, dict) else value
     unknown = sorted(set(config) - set(DEFAULTS))
     if unknown:
         raise ConfigError(f"unknown config keys: {', '.join(unknown)} (known: {', '.join(DEFAULTS)})")
@@ -147,7 +148,7 @@ def train(config: dict[str, Any], progress_factory=None, echo: Callable[[str], N
     key = detector.cache_point()
     if key is None:
         raise ConfigError(f"detector '{cfg['detector']}' has no frozen part to cache; not supported by this trainer yet")
-    augment = BlurJpegAugment.from_config(cfg["augment"])
+    augment = Augmentations.from_config(cfg["augment"])
     cache_root = cfg["features"].get("cache_dir")
     cache = FeatureCache(backbone, root=Path(cache_root) if cache_root else None)
     fb = int(cfg["features"]["batch_size"])

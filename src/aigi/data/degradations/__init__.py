@@ -23,6 +23,7 @@ class Degradation:
     category: str
     fn: DegradationFn
     severity: str  # what 0 → 1 means, in words
+    monotone: bool = True  # PSNR to the input falls as severity rises (False: documented exception)
 
     def __call__(self, image: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
         if not 0.0 <= severity <= 1.0:
@@ -36,9 +37,9 @@ class Degradation:
 DEGRADATIONS: Registry[Degradation] = Registry("degradation")
 
 
-def register(name: str, category: str, severity: str) -> Callable[[DegradationFn], DegradationFn]:
+def register(name: str, category: str, severity: str, monotone: bool = True) -> Callable[[DegradationFn], DegradationFn]:
     def add(fn: DegradationFn) -> DegradationFn:
-        DEGRADATIONS.register(name, Degradation(name, category, fn, severity))
+        DEGRADATIONS.register(name, Degradation(name, category, fn, severity, monotone))
         return fn
 
     return add
@@ -54,8 +55,11 @@ def names() -> list[str]:
     return DEGRADATIONS.names()
 
 
+CATEGORIES = ("blur", "noise", "compression", "resampling", "colour", "geometry", "enhancement", "social")
+
+
 def _load_all() -> None:
-    from . import blur, compression, resampling  # noqa: F401  (modules register on import)
+    from . import blur, colour, compression, enhancement, geometry, noise, resampling, social  # noqa: F401
 
 
 def parse_ops(spec: str) -> list[tuple[str, float | None]]:
