@@ -72,7 +72,8 @@ def detect(
                 if pred.error:
                     bar.write(f"{pred.path}\terror: {pred.error}")
                 else:
-                    bar.write(f"{pred.path}\t{pred.prob_fake:.4f}\t{pred.verdict}")
+                    experts = "".join(f"\t{k}={v:.4f}" for k, v in pred.extra.items())
+                    bar.write(f"{pred.path}\t{pred.prob_fake:.4f}\t{pred.verdict}{experts}")
         bar.close()
         done = sum(counts.values())
         summary = f"{done} scored now: {counts['fake']} fake, {counts['real']} real, {counts['error']} unreadable"
@@ -175,9 +176,15 @@ def evaluate(
             evals[label] = result.rows
             kept = [p for p in result.predictions if p["prob_fake"] is not None]
             scores[label] = ([p["label"] for p in kept], [p["prob_fake"] for p in kept])
-            if len(names) > 1:
+            if len(names) > 1 or result.experts:
                 typer.echo(f"== {label}")
             typer.echo(format_table(result.rows))
+            for expert, rows in result.experts.items():  # an ensemble: each expert beside the vote
+                typer.echo(f"== {label} / expert {expert}")
+                typer.echo(format_table(rows))
+                evals[f"{label}/{expert}"] = rows
+                both = [p for p in result.predictions if p.get(f"p_{expert}") is not None]
+                scores[f"{label}/{expert}"] = ([p["label"] for p in both], [p[f"p_{expert}"] for p in both])
             typer.echo(f"threshold@val = {det.threshold:.4f}", err=True)
         files = write_report(target, data, evals, scores)
         typer.echo(f"written to {target} (report: {files['html']})", err=True)
@@ -277,6 +284,38 @@ def degrade(
             dest.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(arr).save(dest)
         typer.echo(f"{len(files)} image(s) written to {target}")
+    except _known_errors() as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def ensemble(
+    member: List[str] = typer.Option(..., "--member", "-m", help="NAME=DETECTOR (run folder, detector folder or shipped name); repeat."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the ensemble (members are copied in)."),
+    weight: Optional[List[float]] = typer.Option(None, "--weight", "-w", help="One per member, in order (default: equal)."),
+    val: Optional[str] = typer.Option(None, "--val", help="Labelled validation data to tune the ensemble's threshold on."),
+) -> None:
+    """Combine trained detectors by soft voting (mean of their probabilities)."""
+    from .detectors.ensemble import EnsembleDetector
+
+    try:
+        pairs = [m.split("=", 1) for m in member]
+        if any(len(p) != 2 or not p[0] for p in pairs):
+            _fail("--member takes NAME=DETECTOR")
+        det = EnsembleDetector.from_detectors(dict(pairs), weights=weight or None, out=out)
+        if val:
+            from .data.suites import load_suite
+            from .eval.metrics import tune_threshold
+            from .eval.runner import evaluate as run_eval
+
+            ds = load_suite(val)
+            result = run_eval(det, ds)
+            kept = [p for p in result.predictions if p["prob_fake"] is not None]
+            det.threshold = tune_threshold([p["label"] for p in kept], [p["prob_fake"] for p in kept])
+            det.metadata["threshold_source"] = f"validation: {val}"
+            det.save(out)
+        typer.echo(f"ensemble of {', '.join(det.member_names)} (weights {det.weights}, threshold "
+                   f"{det.threshold:.4f}) written to {out}")
     except _known_errors() as exc:
         _fail(str(exc))
 

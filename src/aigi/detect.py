@@ -43,30 +43,40 @@ def read_records(out: Path) -> list[dict]:
 
 
 class ResultWriter:
-    """Appends records and flushes after each batch."""
+    """Appends records and flushes after each batch; a CSV takes its columns from its
+    header, or from the first record (an ensemble adds one ``p_<expert>`` column each)."""
 
     def __init__(self, out: Path | None) -> None:
         self.out = out
         self.format = _output_format(out) if out else None
         self._fh = None
-        self._csv = None
+        self._csv: csv.DictWriter | None = None
+        self._fresh = True
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
-            fresh = not out.exists() or out.stat().st_size == 0
-            if self.format == "jsonl" and not fresh:
+            self._fresh = not out.exists() or out.stat().st_size == 0
+            if self.format == "jsonl" and not self._fresh:
                 _end_with_newline(out)
             self._fh = open(out, "a", newline="" if self.format == "csv" else None)
-            if self.format == "csv":
-                self._csv = csv.DictWriter(self._fh, fieldnames=FIELDS, extrasaction="ignore")
-                if fresh:
-                    self._csv.writeheader()
+
+    def _csv_writer(self, first: dict) -> csv.DictWriter:
+        if self._csv is None:
+            if self._fresh:
+                fields = FIELDS + [k for k in first if k not in FIELDS]
+            else:
+                with open(self.out, newline="") as fh:  # type: ignore[arg-type]
+                    fields = next(csv.reader(fh), FIELDS)
+            self._csv = csv.DictWriter(self._fh, fieldnames=fields, extrasaction="ignore")
+            if self._fresh:
+                self._csv.writeheader()
+        return self._csv
 
     def write(self, records: Iterable[dict]) -> None:
         if self._fh is None:
             return
         for rec in records:
-            if self._csv is not None:
-                self._csv.writerow(rec)
+            if self.format == "csv":
+                self._csv_writer(rec).writerow(rec)
             else:
                 self._fh.write(json.dumps(rec) + "\n")
         self._fh.flush()

@@ -215,6 +215,9 @@ class Detector(nn.Module):
     def load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
         self.load_state_dict(state)
 
+    def loaded_from(self, folder: Path) -> None:
+        """Called after loading, with the detector's folder (an ensemble finds its members there)."""
+
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -242,5 +245,6 @@ def load_detector_dir(folder: str | Path, device: str | torch.device = "cpu") ->
     cls = DETECTORS.get(config["detector"])
     det = cls.from_config(config)
     det.load_saved_state(load_file(str(folder / WEIGHTS_FILE)))
+    det.loaded_from(folder)
     return det.to(device).eval()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,13 @@ TABLE_COLUMNS = [("ap", "AP"), ("auc", "AUC"), ("acc_real@0.5", "real@.5"), ("ac
 @dataclass
 class EvalResult:
     rows: dict[str, dict[str, Any]]  # subset name, "all", "mean" → metrics
-    predictions: list[dict[str, Any]]  # path, subset, label, prob_fake, error
+    predictions: list[dict[str, Any]]  # path, subset, label, prob_fake (+ p_<expert> for ensembles)
     errors: list[tuple[str, str]]
+    experts: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # ensemble: expert → rows
 
     def as_json(self, detector: Detector, data: str) -> dict[str, Any]:
         return {"detector": detector.name, "backbone": detector.backbone_spec, "data": data,
-                "threshold_val": detector.threshold, "metrics": self.rows,
+                "threshold_val": detector.threshold, "metrics": self.rows, "experts": self.experts,
                 "unreadable": [{"path": p, "error": e} for p, e in self.errors]}
 
 
@@ -73,32 +74,45 @@ def _transformed(path, transform):
         return path  # predict() reports the read error for this path
 
 
-def evaluate(detector: Detector, ds: ImageDataset, use_cache: bool = True, batch_size: int = 32,
-             progress=None, bootstrap: int = 0, transform=None, transform_id: str = "") -> EvalResult:
-    scores, errors = _probabilities(detector, ds, use_cache, batch_size, progress, transform, transform_id)
-    predictions = []
+def _rows(ds: ImageDataset, scores: dict[int, float], threshold: float, bootstrap: int) -> dict[str, dict[str, Any]]:
+    """Metrics per subset, pooled ("all") and averaged over subsets ("mean")."""
     per_subset: dict[str, tuple[list[int], list[float]]] = {}
     for i, s in enumerate(ds.samples):
-        p = scores.get(i)
-        predictions.append({"path": str(s.path), "subset": s.subset, "label": s.label,
-                            "prob_fake": None if p is None else round(float(p), 6)})
-        if p is not None:
+        if i in scores:
             ys, ps = per_subset.setdefault(s.subset, ([], []))
             ys.append(s.label)
-            ps.append(float(p))
+            ps.append(float(scores[i]))
     if not per_subset:
         raise ValueError(f"{ds.name}: no readable image to evaluate")
-    rows = {name: score(ys, ps, detector.threshold, bootstrap=bootstrap)
-            for name, (ys, ps) in sorted(per_subset.items())}
-    all_y = [y for ys, _ in per_subset.values() for y in ys]
-    all_p = [p for _, ps in per_subset.values() for p in ps]
+    rows = {name: score(ys, ps, threshold, bootstrap=bootstrap) for name, (ys, ps) in sorted(per_subset.items())}
     subset_rows = list(rows.values())
-    rows["all"] = score(all_y, all_p, detector.threshold, bootstrap=bootstrap)
+    rows["all"] = score([y for ys, _ in per_subset.values() for y in ys],
+                        [p for _, ps in per_subset.values() for p in ps], threshold, bootstrap=bootstrap)
     if len(subset_rows) > 1:
         rows["mean"] = mean_over(subset_rows)
         if bootstrap:
-            rows["mean"].update(bootstrap_mean_ci(list(per_subset.values()), detector.threshold, n=bootstrap))
-    return EvalResult(rows, predictions, errors)
+            rows["mean"].update(bootstrap_mean_ci(list(per_subset.values()), threshold, n=bootstrap))
+    return rows
+
+
+def evaluate(detector: Detector, ds: ImageDataset, use_cache: bool = True, batch_size: int = 32,
+             progress=None, bootstrap: int = 0, transform=None, transform_id: str = "") -> EvalResult:
+    expert_scores: dict[str, dict[int, float]] = {}
+    if hasattr(detector, "dataset_probabilities"):  # an ensemble: each expert through its own cache
+        scores, errors, expert_scores = detector.dataset_probabilities(
+            lambda member: _probabilities(member, ds, use_cache, batch_size, None, transform, transform_id))
+    else:
+        scores, errors = _probabilities(detector, ds, use_cache, batch_size, progress, transform, transform_id)
+    predictions = []
+    for i, s in enumerate(ds.samples):
+        p = scores.get(i)
+        rec = {"path": str(s.path), "subset": s.subset, "label": s.label,
+               "prob_fake": None if p is None else round(float(p), 6)}
+        rec.update({f"p_{name}": (round(float(e[i]), 6) if i in e else None) for name, e in expert_scores.items()})
+        predictions.append(rec)
+    rows = _rows(ds, scores, detector.threshold, bootstrap)
+    experts = {name: _rows(ds, e, detector.members[name].threshold, bootstrap) for name, e in expert_scores.items()}
+    return EvalResult(rows, predictions, errors, experts)
 
 
 def format_table(rows: dict[str, dict[str, Any]]) -> str:
@@ -123,7 +137,7 @@ def write_outputs(result: EvalResult, detector: Detector, data: str, out: Path) 
         for name, r in result.rows.items():
             w.writerow([name] + ["" if r.get(k) is None else r.get(k) for k in keys])
     with open(files[2], "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["path", "subset", "label", "prob_fake"])
+        w = csv.DictWriter(fh, fieldnames=list(result.predictions[0]) if result.predictions else ["path"])
         w.writeheader()
         w.writerows(result.predictions)
     files[3].write_text(format_table(result.rows) + "\n")
