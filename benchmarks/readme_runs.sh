@@ -30,3 +30,6 @@ run ltd-2k-eval    aigi eval --detector runs/ltd-cifake-2k --data $data/test
 run compare        aigi eval -d univfd-cifake -d runs/univfd-knn-cifake -d runs/ltd-cifake -d runs/mole-cifake --data $data/test -o runs/readme-compare
 run robustness     aigi robustness -d univfd-cifake -d runs/ltd-cifake --data $data/test --ops jpeg,gaussian_blur --severities 0.25,0.5,0.75,1 --limit-per-class 100 -o runs/readme-robustness
 run calibrate      aigi calibrate runs/univfd-cifake --data $data/val --method platt --out runs/univfd-cifake-platt
+run ensemble       aigi ensemble -m univfd=univfd-cifake -m ltd=runs/ltd-cifake -m mole=runs/mole-cifake -o runs/ensemble-cifake --val $data/val
+run ensemble-eval  aigi eval -d runs/ensemble-cifake --data $data/test -o runs/readme-ensemble --bootstrap 0
+run ensemble-rob   aigi robustness -d runs/ensemble-cifake --data $data/test --ops jpeg,gaussian_blur --severities 0.25,0.5,0.75,1 --limit-per-class 100 -o runs/readme-ensemble-robustness

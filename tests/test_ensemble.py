@@ -107,3 +107,15 @@ def test_siglip_so400m_and_clip_l14_experts_on_true_architectures(tmp_path):
     preds = ens.predict([str(p) for p in examples], batch_size=2)
     assert all(0 <= p.prob_fake <= 1 and set(p.extra) == {"p_siglip", "p_clipl14"} for p in preds)
     assert all(p.prob_fake == pytest.approx((p.extra["p_siglip"] + p.extra["p_clipl14"]) / 2) for p in preds)
+
+
+def test_ensemble_robustness_sweep_shows_each_expert(runs, tiny_data, tmp_path):
+    out = tmp_path / "ens"
+    EnsembleDetector.from_detectors({"clip": runs["clip"], "ltd": runs["ltd"]}, out=out)
+    res = runner.invoke(app, ["robustness", "-d", str(out), "--data", str(tiny_data / "test"), "--ops", "jpeg",
+                              "--severities", "1", "-o", str(tmp_path / "rob")])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "rob" / "report.json").read_text())
+    assert set(report["robustness"]) == {"ens", "ens/clip", "ens/ltd"}
+    vote = {r["severity"]: r["ap"] for r in report["robustness"]["ens"] if r["subset"] == "all"}
+    assert set(vote) == {0.0, 1.0}

@@ -226,11 +226,19 @@ def robustness(
         for name, label in zip(names, labels):
             det = load_detector(name, device=device)
             rows, clean = sweep(det, ds, op_names, levels, seed=seed, batch_size=batch_size, progress_factory=_bar)
-            sweeps[label], evals[label] = rows, clean.rows
+            sweeps[label], evals[label] = [r for r in rows if "expert" not in r], clean.rows
             kept = [p for p in clean.predictions if p["prob_fake"] is not None]
             scores[label] = ([p["label"] for p in kept], [p["prob_fake"] for p in kept])
             typer.echo(f"== {label}")
             typer.echo(format_sweep(rows))
+            for expert, expert_rows in clean.experts.items():
+                key = f"{label}/{expert}"
+                sweeps[key] = [r for r in rows if r.get("expert") == expert]
+                evals[key] = expert_rows
+                both = [p for p in clean.predictions if p.get(f"p_{expert}") is not None]
+                scores[key] = ([p["label"] for p in both], [p[f"p_{expert}"] for p in both])
+                typer.echo(f"== {key}")
+                typer.echo(format_sweep([{k: v for k, v in r.items() if k != "expert"} for r in sweeps[key]]))
         files = write_report(target, data, evals, scores, sweeps,
                              notes=[f"degradations: {ops}; severities: {sorted({0.0, *levels})}; seed {seed}"])
         typer.echo(f"written to {target} (report: {files['html']})", err=True)

@@ -53,6 +53,10 @@ def sweep(detector: Detector, ds: ImageDataset, ops: Sequence[str], severities: 
                     clean = result
             for subset, metrics in result.rows.items():
                 rows.append({"op": name, "severity": float(severity), "subset": subset, **metrics})
+            for expert, expert_rows in result.experts.items():  # an ensemble's experts, beside the vote
+                for subset, metrics in expert_rows.items():
+                    rows.append({"op": name, "severity": float(severity), "subset": subset, "expert": expert,
+                                 **metrics})
     return rows, clean
 
 
@@ -60,7 +64,7 @@ def format_sweep(rows: Sequence[dict[str, Any]], subset: str = "all") -> str:
     head = f"{'op':<16} {'severity':>8} {'AP':>8} {'AUC':>8} {'mean@val':>9} {'fake@val':>9}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        if r["subset"] != subset:
+        if r["subset"] != subset or "expert" in r:
             continue
         cells = [r.get("ap"), r.get("auc"), r.get("acc_mean@val"), r.get("acc_fake@val")]
         text = " ".join(f"{'n/a':>8}" if v is None else f"{v:>8.4f}" for v in cells[:2])
