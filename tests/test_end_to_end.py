@@ -158,3 +158,15 @@ def test_calibrate_on_validation_improves_ece_and_is_stored(run_dir, tiny_data, 
     assert after["auc"] == pytest.approx(before["auc"])  # a monotone map keeps the ranking
     det = aigi.load_detector(out)
     assert det.calibration == cfg["calibration"]
+
+
+def test_python_api_covers_every_command(run_dir, tiny_data, tmp_path):
+    rows = aigi.robustness(run_dir, tiny_data / "test", ops=["jpeg"], severities=[1.0])
+    assert {(r["op"], r["severity"]) for r in rows} == {("jpeg", 0.0), ("jpeg", 1.0)}
+    ens = aigi.ensemble({"a": run_dir, "b": run_dir}, out=tmp_path / "ens")
+    assert aigi.load_detector(tmp_path / "ens").member_names == ["a", "b"] and ens.weights == [1.0, 1.0]
+    info = aigi.describe({"detector": "univfd", "backbone": "random:tiny-clip"})
+    assert info["trainable"] == 17 and info["sized_with"] == "random:tiny-clip"
+    assert aigi.export(run_dir, tmp_path / "exp").joinpath("config.json").is_file()
+    cal = aigi.calibrate(tmp_path / "exp", tiny_data / "val", method="temperature")
+    assert cal["calibration"]["method"] == "temperature"

@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "load_detector", "load_backbone", "train", "evaluate", "Detector", "Prediction"]
+_API = ("load_detector", "train", "evaluate", "describe", "calibrate", "export", "robustness", "ensemble")
+__all__ = ["__version__", "load_backbone", "Detector", "Prediction", *_API]
 
 
 def __getattr__(name: str) -> Any:  # keep `import aigi` light: torch loads on first use
-    if name in ("load_detector", "train", "evaluate"):
+    if name in _API:
         from . import api
 
         return getattr(api, name)

@@ -112,3 +112,25 @@ def calibrate(name_or_path: str | Path, data: str | Path, method: str = "tempera
     det.save(out or folder)
     return {"calibration": det.calibration, "threshold": det.threshold, "ece_before": before,
             "ece_after": expected_calibration_error(labels.tolist(), probs.tolist()), "saved": str(out or folder)}
+
+
+def robustness(detector: Detector | str | Path | None, data: str | Path, ops: list[str] | tuple[str, ...] = ("jpeg", "gaussian_blur"),
+               severities: list[float] | tuple[float, ...] = (0.25, 0.5, 0.75, 1.0), seed: int = 0,
+               suite: str = "folder", limit_per_class: int | None = None) -> list[dict]:
+    """Metrics under each degradation and severity (rows as ``aigi robustness`` writes them)."""
+    from .data.suites import load_suite
+    from .eval.robustness import sweep
+
+    det = detector if isinstance(detector, Detector) else load_detector(detector)
+    ds = load_suite(data, suite)
+    if limit_per_class:
+        ds = ds.limit_per_class(limit_per_class)
+    rows, _ = sweep(det, ds, list(ops), list(severities), seed=seed)
+    return rows
+
+
+def ensemble(members: dict[str, str | Path], out: str | Path, weights: list[float] | None = None) -> Detector:
+    """Soft-voting ensemble of saved detectors, written (self-contained) to ``out``."""
+    from .detectors.ensemble import EnsembleDetector
+
+    return EnsembleDetector.from_detectors(members, weights=weights, out=out)
