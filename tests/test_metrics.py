@@ -10,7 +10,6 @@ import math
 import numpy as np
 import pytest
 
-from aigi.eval import metrics
 from aigi.eval.metrics import accuracies, mean_over, score, tune_threshold
 
 # The running example from the brief.
