@@ -146,23 +146,32 @@ def train(config: dict[str, Any], progress_factory=None, echo: Callable[[str], N
     log(f"parameters: {report['trainable']:,} trainable of {report['total']:,} "
         f"({100 * report['trainable_share_of_vision_tower']:.3f} % of the vision tower)")
     key = detector.cache_point()
-    if key is None:
-        raise ConfigError(f"detector '{cfg['detector']}' has no frozen part to cache; not supported by this trainer yet")
     augment = Augmentations.from_config(cfg["augment"])
-    cache_root = cfg["features"].get("cache_dir")
-    cache = FeatureCache(backbone, root=Path(cache_root) if cache_root else None)
-    fb = int(cfg["features"]["batch_size"])
-    xva, yva, val_samples = _features(cache, val_ds, key, fb, log, progress_factory)
-
     t0 = time.time()
-    if augment.active or cfg["train"].get("from_pixels"):
-        log(f"training from pixels (augmentation: {augment.active}): every epoch runs the backbone on every image")
-        summary = train_pixels(detector, train_ds.samples, xva, yva, cfg["train"], augment, log, progress_factory)
+    if key is None:
+        if not hasattr(detector, "fit_pixels"):
+            raise ConfigError(f"detector '{cfg['detector']}' has no frozen part to cache and no trainer of its own")
+        log("training from pixels through the whole tower (nothing frozen to cache)")
+        summary = detector.fit_pixels(train_ds.samples, val_ds.samples, cfg["train"], augment, log, progress_factory)
+        fit_seconds = time.time() - t0
+        preds = detector.predict([str(s.path) for s in val_ds.samples], batch_size=int(cfg["features"]["batch_size"]))
+        val_samples = [s for s, p in zip(val_ds.samples, preds) if p.error is None]
+        yva = torch.tensor([s.label for s in val_samples], dtype=torch.float32)
+        logits = torch.logit(torch.tensor([p.prob_fake for p in preds if p.error is None]).clamp(1e-7, 1 - 1e-7))
+        xva = None
     else:
-        xtr, ytr, _ = _features(cache, train_ds, key, fb, log, progress_factory)
-        summary = detector.fit_features(xtr, ytr, xva, yva, cfg["train"], log)
-    fit_seconds = time.time() - t0
-    logits = detector.logits_from_features(xva)
+        cache_root = cfg["features"].get("cache_dir")
+        cache = FeatureCache(backbone, root=Path(cache_root) if cache_root else None)
+        fb = int(cfg["features"]["batch_size"])
+        xva, yva, val_samples = _features(cache, val_ds, key, fb, log, progress_factory)
+        if augment.active or cfg["train"].get("from_pixels"):
+            log(f"training from pixels (augmentation: {augment.active}): every epoch runs the backbone on every image")
+            summary = train_pixels(detector, train_ds.samples, xva, yva, cfg["train"], augment, log, progress_factory)
+        else:
+            xtr, ytr, _ = _features(cache, train_ds, key, fb, log, progress_factory)
+            summary = detector.fit_features(xtr, ytr, xva, yva, cfg["train"], log)
+        fit_seconds = time.time() - t0
+        logits = detector.logits_from_features(xva)
     if cfg["calibration"] not in (None, "none"):
         detector.calibration = fit_calibration(logits, yva, cfg["calibration"])
         log(f"calibration on validation: {detector.calibration}")
@@ -175,8 +184,9 @@ def train(config: dict[str, Any], progress_factory=None, echo: Callable[[str], N
         "threshold_source": "validation split (max mean of real/fake accuracy)",
     }
     metrics = score(yva.int().tolist(), probs.tolist(), detector.threshold)
-    for path in detector.write_report(out / "report", xva, yva, summary.get("history", [])):
-        log(f"report: {path}")
+    if xva is not None:
+        for path in detector.write_report(out / "report", xva, yva, summary.get("history", [])):
+            log(f"report: {path}")
     log(f"validation: AP={metrics['ap']:.4f} AUC={metrics['auc']:.4f} acc@0.5={metrics['acc_mean@0.5']:.4f} "
         f"acc@val={metrics['acc_mean@val']:.4f} threshold={detector.threshold:.4f}")
     detector.save(out / "detector")
