@@ -33,3 +33,10 @@ run calibrate      aigi calibrate runs/univfd-cifake --data $data/val --method p
 run ensemble       aigi ensemble -m univfd=univfd-cifake -m ltd=runs/ltd-cifake -m mole=runs/mole-cifake -o runs/ensemble-cifake --val $data/val
 run ensemble-eval  aigi eval -d runs/ensemble-cifake --data $data/test -o runs/readme-ensemble --bootstrap 0
 run ensemble-rob   aigi robustness -d runs/ensemble-cifake --data $data/test --ops jpeg,gaussian_blur --severities 0.25,0.5,0.75,1 --limit-per-class 100 -o runs/readme-ensemble-robustness
+run dgs-train     aigi train configs/dgs-cifake.yaml data.limit_per_class=100
+run dgs-eval      aigi eval -d runs/dgs-cifake --data $data/test --limit-per-class 250 --bootstrap 0 -o runs/readme-dgs
+run dgs-univfd200 aigi train configs/univfd-cifake.yaml data.limit_per_class=100 output=runs/univfd-cifake-200
+run dgs-univfd200-eval aigi eval -d runs/univfd-cifake-200 --data $data/test --limit-per-class 250 --bootstrap 0 -o runs/readme-dgs-univfd200
+run dgs-cost      python benchmarks/dgs_cost.py --batch 8 --steps 3
+run dgs3-train    aigi train configs/dgs-cifake.yaml data.limit_per_class=100 train.epochs=3 train.lr=1e-3 output=runs/dgs-cifake-3ep
+run dgs3-eval     aigi eval -d runs/dgs-cifake-3ep --data $data/test --limit-per-class 250 --bootstrap 0 -o runs/readme-dgs3
