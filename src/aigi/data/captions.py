@@ -41,7 +41,7 @@ def _blip(model_id: str):
     try:
         processor = BlipProcessor.from_pretrained(model_id)
         model = BlipForConditionalGeneration.from_pretrained(model_id).eval()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # not found, offline, or not a valid id/folder
         raise ValueError(f"BLIP captioner '{model_id}' unavailable ({' '.join(str(exc).split())[:160]}); "
                          "use a captions file or the fixed prompt") from None
 
