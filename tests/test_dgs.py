@@ -129,3 +129,16 @@ def test_one_step_on_the_embedded_tower_with_the_true_text_architecture(embedded
     parts = det.training_step(x, torch.tensor([0, 1]), det.text_embeddings(["a photo of a dog", "a photo"]),
                               torch.optim.AdamW(det.trainable_parameters(), lr=1e-4))
     assert all(v > 0 for v in parts.values())
+
+
+def test_text_embeddings_are_cached_per_tower(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIGI_CACHE_DIR", str(tmp_path))
+    det = _dgs()
+    calls = []
+    real = det.text_embeddings
+    monkeypatch.setattr(det, "text_embeddings", lambda caps: calls.append(list(caps)) or real(caps))
+    first = det.cached_text_embeddings(["a photo", "a cat", "a photo"])
+    again = det.cached_text_embeddings(["a cat", "a photo"])
+    assert calls == [["a cat", "a photo"]]  # each caption encoded once, ever
+    assert torch.allclose(first["a cat"], again["a cat"])
+    assert torch.allclose(first["a photo"], real(["a photo"])[0])

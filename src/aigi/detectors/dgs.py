@@ -120,6 +120,30 @@ class DGSDetector(Detector):
     def text_embeddings(self, captions: Sequence[str]) -> torch.Tensor:
         return self.text.encode(list(captions)).float()
 
+    def cached_text_embeddings(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Caption → embedding, each caption encoded once ever per text tower
+        (``<cache>/text-embeddings/<tower>.safetensors``)."""
+        import hashlib
+
+        from safetensors.torch import load_file, save_file
+
+        from ..paths import cache_dir
+
+        key = lambda c: hashlib.sha256(c.encode()).hexdigest()[:24]  # noqa: E731
+        tower = hashlib.sha256(self.text.fingerprint.encode()).hexdigest()[:16]
+        path = cache_dir() / "text-embeddings" / f"{tower}.safetensors"
+        store = load_file(str(path)) if path.exists() else {}
+        todo = sorted({c for c in captions if key(c) not in store})
+        for start in range(0, len(todo), 64):
+            chunk = todo[start : start + 64]
+            for c, e in zip(chunk, self.text_embeddings(chunk)):
+                store[key(c)] = e.contiguous()
+        if todo:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file(store, str(path.with_suffix(".tmp")))
+            path.with_suffix(".tmp").replace(path)
+        return {c: store[key(c)] for c in set(captions)}
+
     def training_step(self, pixels: torch.Tensor, labels: torch.Tensor, text_embeds: torch.Tensor,
                       optimizer: torch.optim.Optimizer) -> dict[str, float]:
         """One DGS update: heads from their own losses, the student from the surgered gradient."""
@@ -163,10 +187,9 @@ class DGSDetector(Detector):
         epochs, batch_size = int(settings.get("epochs", 1)), int(settings.get("batch_size", 16))
         seed, lr = int(settings.get("seed", 0)), float(settings.get("lr", 1e-4))
         captions = captions_for(train_samples, self.captions)
-        unique = sorted(set(captions))
-        table = dict(zip(unique, self.text_embeddings(unique)))  # each caption encoded once
+        table = self.cached_text_embeddings(captions)
         text = torch.stack([table[c] for c in captions])
-        log(f"captions ({self.captions}): {len(unique)} distinct, text tower {self.text_spec}")
+        log(f"captions ({self.captions}): {len(table)} distinct, text tower {self.text_spec}")
         data = PixelDataset(train_samples, self.student.preprocess, augment, seed)
         indexed = torch.utils.data.TensorDataset(torch.arange(len(data)))
         loader = torch.utils.data.DataLoader(indexed, batch_size=batch_size, shuffle=True,
