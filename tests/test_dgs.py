@@ -141,4 +141,4 @@ def test_text_embeddings_are_cached_per_tower(tmp_path, monkeypatch):
     again = det.cached_text_embeddings(["a cat", "a photo"])
     assert calls == [["a cat", "a photo"]]  # each caption encoded once, ever
     assert torch.allclose(first["a cat"], again["a cat"])
-    assert torch.allclose(first["a photo"], real(["a photo"])[0])
+    assert torch.allclose(first["a photo"], real(["a photo"])[0], atol=1e-5)  # batch padding: float noise only
