@@ -174,8 +174,7 @@ def evaluate(
                 typer.echo(f"warning: {path}: {cause}", err=True)
             write_outputs(result, det, data, target if len(names) == 1 else target / label)
             evals[label] = result.rows
-            kept = [p for p in result.predictions if p["prob_fake"] is not None]
-            scores[label] = ([p["label"] for p in kept], [p["prob_fake"] for p in kept])
+            scores[label] = result.scores()
             if len(names) > 1 or result.experts:
                 typer.echo(f"== {label}")
             typer.echo(format_table(result.rows))
@@ -183,8 +182,7 @@ def evaluate(
                 typer.echo(f"== {label} / expert {expert}")
                 typer.echo(format_table(rows))
                 evals[f"{label}/{expert}"] = rows
-                both = [p for p in result.predictions if p.get(f"p_{expert}") is not None]
-                scores[f"{label}/{expert}"] = ([p["label"] for p in both], [p[f"p_{expert}"] for p in both])
+                scores[f"{label}/{expert}"] = result.scores(f"p_{expert}")
             typer.echo(f"threshold@val = {det.threshold:.4f}", err=True)
         files = write_report(target, data, evals, scores)
         typer.echo(f"written to {target} (report: {files['html']})", err=True)
@@ -227,16 +225,14 @@ def robustness(
             det = load_detector(name, device=device)
             rows, clean = sweep(det, ds, op_names, levels, seed=seed, batch_size=batch_size, progress_factory=_bar)
             sweeps[label], evals[label] = [r for r in rows if "expert" not in r], clean.rows
-            kept = [p for p in clean.predictions if p["prob_fake"] is not None]
-            scores[label] = ([p["label"] for p in kept], [p["prob_fake"] for p in kept])
+            scores[label] = clean.scores()
             typer.echo(f"== {label}")
             typer.echo(format_sweep(rows))
             for expert, expert_rows in clean.experts.items():
                 key = f"{label}/{expert}"
                 sweeps[key] = [r for r in rows if r.get("expert") == expert]
                 evals[key] = expert_rows
-                both = [p for p in clean.predictions if p.get(f"p_{expert}") is not None]
-                scores[key] = ([p["label"] for p in both], [p[f"p_{expert}"] for p in both])
+                scores[key] = clean.scores(f"p_{expert}")
                 typer.echo(f"== {key}")
                 typer.echo(format_sweep([{k: v for k, v in r.items() if k != "expert"} for r in sweeps[key]]))
         files = write_report(target, data, evals, scores, sweeps,
@@ -318,8 +314,7 @@ def ensemble(
 
             ds = load_suite(val)
             result = run_eval(det, ds)
-            kept = [p for p in result.predictions if p["prob_fake"] is not None]
-            det.threshold = tune_threshold([p["label"] for p in kept], [p["prob_fake"] for p in kept])
+            det.threshold = tune_threshold(*result.scores())
             det.metadata["threshold_source"] = f"validation: {val}"
             det.save(out)
         typer.echo(f"ensemble of {', '.join(det.member_names)} (weights {det.weights}, threshold "

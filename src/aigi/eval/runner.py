@@ -30,6 +30,11 @@ class EvalResult:
     errors: list[tuple[str, str]]
     experts: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # ensemble: expert → rows
 
+    def scores(self, column: str = "prob_fake") -> tuple[list[int], list[float]]:
+        """Labels and scores of the images that have one (``p_<expert>`` for an expert)."""
+        kept = [p for p in self.predictions if p.get(column) is not None]
+        return [p["label"] for p in kept], [p[column] for p in kept]
+
     def as_json(self, detector: Detector, data: str) -> dict[str, Any]:
         return {"detector": detector.name, "backbone": detector.backbone_spec, "data": data,
                 "threshold_val": detector.threshold, "metrics": self.rows, "experts": self.experts,
