@@ -37,9 +37,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from .config import ConfigError
     from .data.io import ImageReadError
     from .registry import RegistryError
+    from .training.checkpoint import CheckpointError
 
     return (ConfigError, RegistryError, EmbeddedWeightsUnavailable, ImageReadError, FileNotFoundError, ValueError,
-            OSError)
+            OSError, CheckpointError)
 
 
 @app.command()
@@ -89,13 +90,15 @@ def detect(
 def train(
     config: Path = typer.Argument(..., help="YAML recipe (see configs/)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. train.lr=1e-4 output=runs/x"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run's checkpoint (methods with their own "
+                                "trainer, e.g. featdistill); an ensemble recipe keeps finished experts."),
 ) -> None:
     """Train a detector from a recipe; writes a run directory."""
     from .config import resolve
     from .training.run import train as run_train
 
     try:
-        cfg = resolve(config, overrides or [])
+        cfg = resolve(config, [*(overrides or []), *(["train.resume=true"] if resume else [])])
         out = run_train(cfg, progress_factory=_bar, echo=lambda m: typer.echo(m, err=True))
         typer.echo(str(out))
     except _known_errors() as exc:

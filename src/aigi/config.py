@@ -55,6 +55,8 @@ def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
+    if isinstance(data.get("experts"), dict):  # an ensemble recipe: expert recipes by path, relative to this file
+        data["experts"] = {name: _expert(path, r, _seen) for name, r in data["experts"].items()}
     base = data.pop("base", None)
     if base is None:
         return data
@@ -62,6 +64,16 @@ def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if base_path in _seen:
         raise ConfigError(f"{path}: 'base' chain loops back to {base_path}")
     return merge(load_yaml(base_path, (*_seen, path.resolve())), data)
+
+
+def _expert(path: Path, recipe: Any, seen: tuple[Path, ...]) -> Any:
+    """An ensemble member: a recipe path, or an inline recipe that may name a ``base``."""
+    if isinstance(recipe, str):
+        return load_yaml(path.parent / recipe, (*seen, path.resolve()))
+    if isinstance(recipe, dict) and "base" in recipe:
+        inline = dict(recipe)
+        return merge(load_yaml(path.parent / str(inline.pop("base")), (*seen, path.resolve())), inline)
+    return recipe
 
 
 def apply_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

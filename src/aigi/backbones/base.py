@@ -82,6 +82,14 @@ class VisionBackbone(nn.Module):
     def pool(self, hidden: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def stem(self) -> list[nn.Module]:
+        """The modules :meth:`embed_tokens` runs (patch embedding, positions, pre-norm)."""
+        raise NotImplementedError
+
+    def patch_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The dense per-patch features of a block's output (CLS token dropped)."""
+        return hidden[:, 1:]
+
     # ---- shared behaviour ---------------------------------------------------------
     @property
     def num_layers(self) -> int:

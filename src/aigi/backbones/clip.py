@@ -27,6 +27,9 @@ class ClipVisionBackbone(VisionBackbone):
     def pool(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.model.visual_projection(self._vit.post_layernorm(hidden[:, 0]))
 
+    def stem(self) -> list[nn.Module]:
+        return [self._vit.embeddings, self._vit.pre_layrnorm]
+
 
 class HashTokenizer:
     """Stand-in tokenizer for text towers built from a config alone (random weights).

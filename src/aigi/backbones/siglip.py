@@ -28,6 +28,12 @@ class SiglipVisionBackbone(VisionBackbone):
     def layer_summary(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden.mean(dim=1)
 
+    def stem(self) -> list[torch.nn.Module]:
+        return [self._vit.embeddings]
+
+    def patch_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden  # no CLS token: every token is a patch
+
     def pool(self, hidden: torch.Tensor) -> torch.Tensor:
         hidden = self._vit.post_layernorm(hidden)
         return self._vit.head(hidden)

@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "params": {},
     "data": {"train": None, "val": None, "val_fraction": 0.1, "subset_depth": 1, "limit_per_class": None},
     "train": {"epochs": 50, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "seed": 0, "workers": 0,
-              "from_pixels": False},
+              "from_pixels": False, "resume": False, "checkpoint_every": 0, "keep_best": True},
     "augment": {"blur_prob": 0.0, "blur_sigma": [0.0, 3.0], "jpeg_prob": 0.0, "jpeg_quality": [30, 100],
                 "policy": {"prob": 0.0, "max_ops": 1, "categories": [], "severity": [0.1, 1.0], "exclude": []}},
     "features": {"batch_size": 32, "cache_dir": None},
@@ -117,12 +117,17 @@ def build_detector(config: dict[str, Any], backbone=None) -> Detector:
 
 def train(config: dict[str, Any], progress_factory=None, echo: Callable[[str], None] | None = print) -> Path:
     """Run a recipe; returns the run directory."""
+    if config.get("experts"):
+        from .ensemble_recipe import train_ensemble
+
+        return train_ensemble(config, train, progress_factory, echo)
     cfg = with_defaults(config)
     if not cfg["data"].get("train"):
         raise ConfigError("data.train is required (a folder with 0_real/1_fake, or a CSV/JSONL manifest)")
     out = Path(str(cfg["output"]).format(detector=cfg["detector"]))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train.log").write_text("")
+    if not cfg["train"].get("resume"):
+        (out / "train.log").write_text("")
     log = RunLog(out / "train.log", echo)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     torch.manual_seed(int(cfg["train"]["seed"]))
@@ -148,21 +153,26 @@ def train(config: dict[str, Any], progress_factory=None, echo: Callable[[str], N
     key = detector.cache_point()
     augment = Augmentations.from_config(cfg["augment"])
     t0 = time.time()
-    if key is None:
-        if not hasattr(detector, "fit_pixels"):
-            raise ConfigError(f"detector '{cfg['detector']}' has no frozen part to cache and no trainer of its own")
-        log("training from pixels through the whole tower (nothing frozen to cache)")
-        summary = detector.fit_pixels(train_ds.samples, val_ds.samples, cfg["train"], augment, log, progress_factory)
+    cache_root = cfg["features"].get("cache_dir")
+    cache = FeatureCache(backbone, root=Path(cache_root) if cache_root else None) if key is not None else None
+    fb = int(cfg["features"]["batch_size"])
+    if hasattr(detector, "fit_pixels"):  # a method with a trainer of its own (teachers, surgery, stages)
+        log("training from pixels with the method's own trainer")
+        settings = {**cfg["train"], "checkpoint_dir": str(out / "checkpoint")}
+        summary = detector.fit_pixels(train_ds.samples, val_ds.samples, settings, augment, log, progress_factory)
         fit_seconds = time.time() - t0
-        preds = detector.predict([str(s.path) for s in val_ds.samples], batch_size=int(cfg["features"]["batch_size"]))
-        val_samples = [s for s, p in zip(val_ds.samples, preds) if p.error is None]
-        yva = torch.tensor([s.label for s in val_samples], dtype=torch.float32)
-        logits = torch.logit(torch.tensor([p.prob_fake for p in preds if p.error is None]).clamp(1e-7, 1 - 1e-7))
-        xva = None
+        if cache is not None:
+            xva, yva, val_samples = _features(cache, val_ds, key, fb, log, progress_factory)
+            logits = detector.logits_from_features(xva)
+        else:
+            preds = detector.predict([str(s.path) for s in val_ds.samples], batch_size=fb)
+            val_samples = [s for s, p in zip(val_ds.samples, preds) if p.error is None]
+            yva = torch.tensor([s.label for s in val_samples], dtype=torch.float32)
+            logits = torch.logit(torch.tensor([p.prob_fake for p in preds if p.error is None]).clamp(1e-7, 1 - 1e-7))
+            xva = None
+    elif cache is None:
+        raise ConfigError(f"detector '{cfg['detector']}' has no frozen part to cache and no trainer of its own")
     else:
-        cache_root = cfg["features"].get("cache_dir")
-        cache = FeatureCache(backbone, root=Path(cache_root) if cache_root else None)
-        fb = int(cfg["features"]["batch_size"])
         xva, yva, val_samples = _features(cache, val_ds, key, fb, log, progress_factory)
         if augment.active or cfg["train"].get("from_pixels"):
             log(f"training from pixels (augmentation: {augment.active}): every epoch runs the backbone on every image")

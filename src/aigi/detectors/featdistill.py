@@ -1,0 +1,171 @@
+"""FeatDistill expert — a fine-tuned CLIP / SigLIP tower with an MLP head (seed 000).
+
+One expert of the FeatDistill ensemble: the image tower, tuned either in full
+(``tune: full``) or through LoRA bypasses (``tune: lora``), on its last
+``tuned_blocks`` blocks (``"all"``: the whole tower, stem included), and a head
+``d → 256 → 1`` on the final image embedding. Training is two-stage
+(:mod:`aigi.training.distill`): BCE for ``stage1_epochs``, then
+``BCE + λ · L_distill`` against a teacher made from the stage-1 model, with
+``distill: l2`` (dense patch tokens vs the fixed snapshot) or ``distill: crd``
+(contrastive, momentum teacher and negative queue). Experts become an ensemble
+through :mod:`aigi.detectors.ensemble`.
+
+Blocks before the tuned ones stay frozen, so their output (``tokens@k``) is
+cached for validation and evaluation, and computed once per training batch for
+student and teacher together.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ..adapters import LoRALinear
+from ..backbones import DEFAULT_BACKBONE, VisionBackbone, load_backbone
+from .base import Detector
+
+TUNING_MODES = ("full", "lora")
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+CRD_DEFAULTS: dict[str, Any] = {"dim": 128, "hidden": 512, "queue": 4096, "temperature": 0.07,
+                                "m_base": 0.99, "m_max": 0.999}
+
+
+class MLPHead(nn.Sequential):
+    """``d → hidden → 1`` with ReLU and dropout: the authors' head (768/1152 → 256 → 2, as one logit)."""
+
+    def __init__(self, dim: int, hidden: int = 256, dropout: float = 0.1) -> None:
+        super().__init__(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).squeeze(-1)
+
+
+class FeatDistillExpert(Detector):
+    name = "featdistill"
+    feature_key = None
+    embeds_backbone = True
+
+    def __init__(
+        self,
+        backbone: str | VisionBackbone = DEFAULT_BACKBONE,
+        threshold: float = 0.5,
+        tune: str = "lora",
+        tuned_blocks: int | str = "all",
+        lora_rank: int = 16,
+        lora_alpha: float | None = None,
+        lora_targets: Sequence[str] = DEFAULT_LORA_TARGETS,
+        head_hidden: int = 256,
+        head_dropout: float = 0.1,
+        stage1_epochs: int = 2,
+        distill: str = "l2",
+        distill_weight: float = 1.0,
+        crd: dict[str, Any] | None = None,
+    ) -> None:
+        model = backbone if isinstance(backbone, VisionBackbone) else load_backbone(backbone)
+        super().__init__(model.name if isinstance(backbone, VisionBackbone) else backbone, threshold)
+        if tune not in TUNING_MODES:
+            raise ValueError(f"tune must be one of {TUNING_MODES}, not '{tune}'")
+        total = model.num_layers
+        k = total if tuned_blocks == "all" else int(tuned_blocks)
+        if not 1 <= k <= total:
+            raise ValueError(f"tuned_blocks={tuned_blocks}: the backbone has {total} blocks")
+        unknown = sorted(set(crd or {}) - set(CRD_DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown crd settings {unknown} (known: {', '.join(CRD_DEFAULTS)})")
+        self.tune, self.tuned_blocks, self.first_tuned = tune, tuned_blocks, total - k
+        self.tunes_stem = tune == "full" and tuned_blocks == "all"
+        self.lora_rank, self.lora_alpha, self.lora_targets = int(lora_rank), lora_alpha, list(lora_targets)
+        self.head_hidden, self.head_dropout = int(head_hidden), float(head_dropout)
+        self.stage1_epochs, self.distill, self.distill_weight = int(stage1_epochs), distill, float(distill_weight)
+        self.crd = {**CRD_DEFAULTS, **(crd or {})}
+        self.vision_parameters = model.parameter_count()
+        model.freeze()
+        self.model = model  # a submodule: tuned weights or adapters live inside it
+        object.__setattr__(self, "_backbone", model)
+        model.pristine_blocks = self.first_tuned
+        if tune == "lora":
+            self._insert_lora(model)
+        else:
+            self._unfreeze(model)
+        model.train(False)
+        self.head = MLPHead(model.embed_dim, self.head_hidden, self.head_dropout)
+
+    def _insert_lora(self, model: VisionBackbone) -> None:
+        found = 0
+        for block in list(model.blocks)[self.first_tuned :]:
+            for name, module in list(block.named_modules()):
+                if name.rpartition(".")[2] in self.lora_targets and isinstance(module, nn.Linear):
+                    parent = block.get_submodule(name.rpartition(".")[0]) if "." in name else block
+                    setattr(parent, name.rpartition(".")[2], LoRALinear(module, self.lora_rank, self.lora_alpha))
+                    found += 1
+        if not found:
+            raise ValueError(f"lora_targets {self.lora_targets} match no linear layer of the tuned blocks")
+
+    def _unfreeze(self, model: VisionBackbone) -> None:
+        frozen = {id(p) for m in list(model.blocks)[: self.first_tuned] for p in m.parameters()}
+        if not self.tunes_stem:
+            frozen |= {id(p) for m in model.stem() for p in m.parameters()}
+        for p in model.parameters():
+            p.requires_grad_(id(p) not in frozen)
+
+    def params(self) -> dict[str, Any]:
+        return {"tune": self.tune, "tuned_blocks": self.tuned_blocks, "lora_rank": self.lora_rank,
+                "lora_alpha": self.lora_alpha, "lora_targets": self.lora_targets, "head_hidden": self.head_hidden,
+                "head_dropout": self.head_dropout, "stage1_epochs": self.stage1_epochs, "distill": self.distill,
+                "distill_weight": self.distill_weight, "crd": self.crd}
+
+    # ---- computation --------------------------------------------------------------
+    def cache_point(self) -> str | None:
+        """The frozen prefix's output; none when the stem itself is tuned."""
+        return None if self.tunes_stem else f"tokens@{self.first_tuned}"
+
+    def prefix(self, pixels: torch.Tensor) -> torch.Tensor:
+        """What the frozen part computes (pixels themselves when nothing is frozen)."""
+        if self.tunes_stem:
+            return pixels
+        with torch.no_grad():
+            return self.model.encode(pixels, block_inputs=[self.first_tuned], embed=False).block_inputs[self.first_tuned]
+
+    def run(self, prefix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The tuned part: (final block's tokens, image embedding, logit)."""
+        hidden = self.model.embed_tokens(prefix) if self.tunes_stem else prefix.to(self.head[0].weight.dtype)
+        for i in range(self.first_tuned, self.model.num_layers):
+            hidden = self.model.run_block(i, hidden)
+        embed = self.model.pool(hidden)
+        return hidden, embed, self.head(embed)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.run(self.prefix(pixels))[2]
+
+    def head_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        return self.run(features)[2]
+
+    def fit_pixels(self, train_samples, val_samples, settings: dict[str, Any], augment, log,
+                   progress_factory=None) -> dict[str, Any]:
+        from ..training.distill import train_two_stage
+
+        return train_two_stage(self, train_samples, val_samples, settings, augment, log, progress_factory)
+
+    # ---- parameters and persistence -------------------------------------------------
+    def parameter_report(self) -> dict[str, Any]:
+        trainable = sum(p.numel() for p in self.trainable_parameters())
+        total = sum(p.numel() for p in self.parameters())
+        return {"total": total, "trainable": trainable, "frozen": total - trainable,
+                "vision_tower": self.vision_parameters, "trainable_share_of_vision_tower": trainable / self.vision_parameters}
+
+    def _saved_keys(self) -> set[str]:
+        """Head, adapters and tuned tower weights; never the pretrained frozen ones."""
+        tuned = {name for name, p in self.named_parameters() if p.requires_grad}
+        return {k for k in self.state_dict() if not k.startswith("model.") or k in tuned or ".lora." in k}
+
+    def state_to_save(self) -> dict[str, torch.Tensor]:
+        keep = self._saved_keys()
+        return {k: v for k, v in self.state_dict().items() if k in keep}
+
+    def load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        bad = [k for k in missing if k in self._saved_keys()]
+        if bad or unexpected:
+            raise ValueError(f"saved FeatDistill weights do not match the config: missing {bad[:3]}, "
+                             f"unexpected {unexpected[:3]}")

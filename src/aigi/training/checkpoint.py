@@ -1,0 +1,102 @@
+"""Resumable training state as safetensors + JSON (never a pickle).
+
+A checkpoint is a folder: ``state.safetensors`` holds every tensor (trainable
+weights, optimiser moments, a teacher, a negative queue, RNG states) and
+``state.json`` everything else (epoch, step, stage, history, optimiser
+hyper-parameters). It is written to a temporary folder and renamed into place,
+so a run killed while saving keeps its previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+TENSORS_FILE = "state.safetensors"
+META_FILE = "state.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from; the message names the folder."""
+
+
+def save_checkpoint(folder: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / TENSORS_FILE))
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        folder.rename(old)
+    tmp.rename(folder)
+    if old.exists():
+        shutil.rmtree(old)
+    return folder
+
+
+def load_checkpoint(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    folder = Path(folder)
+    if not (folder / META_FILE).is_file() and folder.with_name(folder.name + ".old").is_dir():
+        folder = folder.with_name(folder.name + ".old")  # killed between the two renames
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+        tensors = load_file(str(folder / TENSORS_FILE))
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{folder}: no checkpoint to resume from ({Path(exc.filename).name} missing)") from None
+    except (json.JSONDecodeError, OSError, RuntimeError) as exc:
+        raise CheckpointError(f"{folder}: unreadable checkpoint ({exc})") from None
+    return tensors, meta
+
+
+def prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {f"{prefix}{k}": v for k, v in tensors.items()}
+
+
+def unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+# ---- optimiser ------------------------------------------------------------------------
+def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors keyed ``<param index>.<name>``; the param groups (numbers only) as JSON."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for index, state in sd["state"].items():
+        for name, value in state.items():
+            tensors[f"{index}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        index, _, name = key.partition(".")
+        state.setdefault(int(index), {})[name] = value
+    groups = meta["param_groups"]
+    if [len(g["params"]) for g in groups] != [len(g["params"]) for g in opt.param_groups]:
+        raise CheckpointError("checkpoint optimiser does not match this model's trainable parameters")
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+# ---- random number generators ---------------------------------------------------------
+def rng_state() -> dict[str, torch.Tensor]:
+    out = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        out.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return out
+
+
+def load_rng_state(tensors: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda"))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)

@@ -1,0 +1,87 @@
+"""An ensemble recipe: train each expert, then combine them by soft voting.
+
+```yaml
+output: runs/my-ensemble
+experts:                       # name → recipe (a path relative to this file, or inline)
+  clip-full: expert-full.yaml
+  clip-lora: {base: expert-lora.yaml, train: {lr: 1.0e-4}}
+weights: [1, 1]                # optional, one per expert
+data: {...}                    # any other section is shared by every expert;
+augment: {...}                 # an expert's own recipe overrides it
+```
+
+Experts go to ``<output>/experts/<name>`` (full run folders), the ensemble to
+``<output>/detector``. The ensemble's threshold is tuned on the experts' own
+validation predictions (their ``val_predictions.csv``), averaged like the vote,
+so nothing is scored twice. With ``train.resume: true`` finished experts are
+kept and an interrupted one continues from its checkpoint.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..config import ConfigError, merge
+from ..eval.metrics import score, tune_threshold
+
+ENSEMBLE_KEYS = ("experts", "weights", "output", "detector")
+
+
+def expert_configs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each expert's full recipe: the shared sections, then its own on top, output under the ensemble's."""
+    experts = config.get("experts")
+    if not isinstance(experts, dict) or not experts:
+        raise ConfigError("experts must map names to recipes")
+    shared = {k: v for k, v in config.items() if k not in ENSEMBLE_KEYS}
+    out = Path(str(config.get("output") or "runs/ensemble"))
+    result = {}
+    for name, recipe in experts.items():
+        if not isinstance(recipe, dict):
+            raise ConfigError(f"expert '{name}': recipe must be a mapping or a YAML path, not {recipe!r}")
+        result[name] = {**merge(shared, recipe), "output": str(out / "experts" / name)}
+    return result
+
+
+def _val_probabilities(run: Path) -> dict[str, tuple[int, float]]:
+    with open(run / "val_predictions.csv", newline="") as fh:
+        return {r["path"]: (int(r["label"]), float(r["prob_fake"])) for r in csv.DictReader(fh)}
+
+
+def train_ensemble(config: dict[str, Any], train_one: Callable[..., Path], progress_factory=None,
+                   echo: Callable[[str], None] | None = print) -> Path:
+    from ..detectors.ensemble import EnsembleDetector
+
+    say = echo or (lambda _m: None)
+    out = Path(str(config.get("output") or "runs/ensemble"))
+    runs: dict[str, Path] = {}
+    for name, cfg in expert_configs(config).items():
+        run = Path(cfg["output"])
+        resume = bool((cfg.get("train") or {}).get("resume"))
+        if resume and (run / "detector" / "config.json").is_file() and (run / "val_predictions.csv").is_file():
+            say(f"expert {name}: already trained in {run}, kept")
+        else:
+            say(f"expert {name}: training into {run}")
+            run = train_one(cfg, progress_factory=progress_factory, echo=echo)
+        runs[name] = run
+    weights = config.get("weights")
+    det = EnsembleDetector.from_detectors({n: r / "detector" for n, r in runs.items()}, weights=weights,
+                                          out=out / "detector")
+    tables = {n: _val_probabilities(r) for n, r in runs.items()}
+    common = sorted(set.intersection(*(set(t) for t in tables.values())))
+    labels = [tables[det.member_names[0]][p][0] for p in common]
+    voted = det.vote({n: torch.tensor([tables[n][p][1] for p in common]) for n in det.member_names}).tolist()
+    det.threshold = tune_threshold(labels, voted)
+    det.metadata["threshold_source"] = "validation: the experts' validation predictions, averaged"
+    det.save(out / "detector")
+    metrics = {"ensemble": score(labels, voted, det.threshold)}
+    for n in det.member_names:
+        metrics[n] = json.loads((runs[n] / "metrics.json").read_text())["validation"]
+    (out / "metrics.json").write_text(json.dumps({"validation": metrics, "experts": {n: str(r) for n, r in runs.items()},
+                                                  "weights": det.weights}, indent=2) + "\n")
+    say(f"ensemble of {', '.join(det.member_names)}: validation AP {metrics['ensemble']['ap']:.4f} "
+        f"(experts: {', '.join(f"{n} {metrics[n]['ap']:.4f}" for n in det.member_names)}); saved {out / 'detector'}")
+    return out
