@@ -82,6 +82,7 @@ def train_ensemble(config: dict[str, Any], train_one: Callable[..., Path], progr
         metrics[n] = json.loads((runs[n] / "metrics.json").read_text())["validation"]
     (out / "metrics.json").write_text(json.dumps({"validation": metrics, "experts": {n: str(r) for n, r in runs.items()},
                                                   "weights": det.weights}, indent=2) + "\n")
+    experts = ", ".join("%s %.4f" % (n, metrics[n]["ap"]) for n in det.member_names)
     say(f"ensemble of {', '.join(det.member_names)}: validation AP {metrics['ensemble']['ap']:.4f} "
-        f"(experts: {', '.join(f"{n} {metrics[n]['ap']:.4f}" for n in det.member_names)}); saved {out / 'detector'}")
+        f"(experts: {experts}); saved {out / 'detector'}")
     return out
