@@ -57,6 +57,7 @@ class FeatDistillExpert(Detector):
         lora_targets: Sequence[str] = DEFAULT_LORA_TARGETS,
         head_hidden: int = 256,
         head_dropout: float = 0.1,
+        head_lr_scale: float = 10.0,
         stage1_epochs: int = 2,
         distill: str = "l2",
         distill_weight: float = 1.0,
@@ -77,6 +78,7 @@ class FeatDistillExpert(Detector):
         self.tunes_stem = tune == "full" and tuned_blocks == "all"
         self.lora_rank, self.lora_alpha, self.lora_targets = int(lora_rank), lora_alpha, list(lora_targets)
         self.head_hidden, self.head_dropout = int(head_hidden), float(head_dropout)
+        self.head_lr_scale = float(head_lr_scale)
         self.stage1_epochs, self.distill, self.distill_weight = int(stage1_epochs), distill, float(distill_weight)
         self.crd = {**CRD_DEFAULTS, **(crd or {})}
         self.vision_parameters = model.parameter_count()
@@ -112,7 +114,7 @@ class FeatDistillExpert(Detector):
     def params(self) -> dict[str, Any]:
         return {"tune": self.tune, "tuned_blocks": self.tuned_blocks, "lora_rank": self.lora_rank,
                 "lora_alpha": self.lora_alpha, "lora_targets": self.lora_targets, "head_hidden": self.head_hidden,
-                "head_dropout": self.head_dropout, "stage1_epochs": self.stage1_epochs, "distill": self.distill,
+                "head_dropout": self.head_dropout, "head_lr_scale": self.head_lr_scale, "stage1_epochs": self.stage1_epochs, "distill": self.distill,
                 "distill_weight": self.distill_weight, "crd": self.crd}
 
     # ---- computation --------------------------------------------------------------
@@ -140,6 +142,12 @@ class FeatDistillExpert(Detector):
 
     def head_from_features(self, features: torch.Tensor) -> torch.Tensor:
         return self.run(features)[2]
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The freshly initialised head learns ``head_lr_scale`` times faster than the pretrained tower."""
+        head = list(self.head.parameters())
+        tower = [p for p in self.model.parameters() if p.requires_grad]
+        return [{"params": tower, "lr": lr}, {"params": head, "lr": lr * self.head_lr_scale}]
 
     def fit_pixels(self, train_samples, val_samples, settings: dict[str, Any], augment, log,
                    progress_factory=None) -> dict[str, Any]:
