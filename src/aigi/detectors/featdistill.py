@@ -92,6 +92,8 @@ class FeatDistillExpert(Detector):
             self._unfreeze(model)
         model.train(False)
         self.head = MLPHead(model.embed_dim, self.head_hidden, self.head_dropout)
+        # fixed here, not read off requires_grad later: a frozen teacher copy saves the same keys
+        self._tuned = frozenset(name for name, p in self.named_parameters() if p.requires_grad)
 
     def _insert_lora(self, model: VisionBackbone) -> None:
         found = 0
@@ -164,8 +166,7 @@ class FeatDistillExpert(Detector):
 
     def _saved_keys(self) -> set[str]:
         """Head, adapters and tuned tower weights; never the pretrained frozen ones."""
-        tuned = {name for name, p in self.named_parameters() if p.requires_grad}
-        return {k for k in self.state_dict() if not k.startswith("model.") or k in tuned or ".lora." in k}
+        return {k for k in self.state_dict() if not k.startswith("model.") or k in self._tuned}
 
     def state_to_save(self) -> dict[str, torch.Tensor]:
         keep = self._saved_keys()

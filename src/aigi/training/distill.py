@@ -89,8 +89,9 @@ class PatchL2Distillation(NoDistillation):
         return prefixed("teacher.", self.teacher.state_to_save()) if self.teacher is not None else {}
 
     def load_state(self, tensors):
-        self.begin()
-        self.teacher.load_saved_state(unprefixed("teacher.", tensors))
+        if any(k.startswith("teacher.") for k in tensors):  # checkpointed in stage 2
+            self.begin()
+            self.teacher.load_saved_state(unprefixed("teacher.", tensors))
 
 
 class ContrastiveDistillation(NoDistillation):
