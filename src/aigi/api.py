@@ -67,7 +67,17 @@ def describe(config: str | Path | dict, overrides: list[str] | tuple[str, ...] =
     from .config import apply_overrides, resolve
     from .training.run import build_detector, with_defaults
 
-    cfg = with_defaults(apply_overrides(config, overrides) if isinstance(config, dict) else resolve(config, overrides))
+    raw = apply_overrides(config, overrides) if isinstance(config, dict) else resolve(config, overrides)
+    if raw.get("experts"):  # an ensemble recipe: each expert, and the sums
+        from .training.ensemble_recipe import expert_configs
+
+        experts = {name: describe(cfg) for name, cfg in expert_configs(raw).items()}
+        keys = ("total", "trainable", "frozen", "vision_tower")
+        sums = {k: sum(e[k] for e in experts.values()) for k in keys}
+        return {"detector": "ensemble", "backbone": ", ".join(e["backbone"] for e in experts.values()),
+                "sized_with": ", ".join(e["sized_with"] for e in experts.values()), **sums,
+                "trainable_share_of_vision_tower": sums["trainable"] / sums["vision_tower"], "experts": experts}
+    cfg = with_defaults(raw)
     sized = {**cfg, "backbone": random_equivalent(cfg["backbone"])}
     backbone = load_backbone(sized["backbone"]).freeze()
     detector = build_detector(sized, backbone)

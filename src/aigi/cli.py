@@ -125,6 +125,9 @@ def describe(
     for key in ("total", "trainable", "frozen", "vision_tower"):
         typer.echo(f"{key:<10} {info[key]:>14,}")
     typer.echo(f"trainable share of the vision tower: {100 * info['trainable_share_of_vision_tower']:.3f} %")
+    for name, part in info.get("experts", {}).items():
+        typer.echo(f"  expert {name}: {part['detector']} on {part['backbone']}, {part['trainable']:,} trainable "
+                   f"({100 * part['trainable_share_of_vision_tower']:.3f} % of {part['vision_tower']:,})")
 
 
 def _label(name_or_path: str | None) -> str:

@@ -52,6 +52,7 @@ class Detector(nn.Module):
     name: ClassVar[str] = "detector"
     feature_key: ClassVar[str | None] = "embed"
     embeds_backbone: ClassVar[bool] = False  # True: adapters live inside the backbone, which is then passed in loaded
+    resumable: ClassVar[bool] = False  # True: its trainer checkpoints and `aigi train --resume` continues a run
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, threshold: float = 0.5) -> None:
         super().__init__()

@@ -45,6 +45,7 @@ class FeatDistillExpert(Detector):
     name = "featdistill"
     feature_key = None
     embeds_backbone = True
+    resumable = True
 
     def __init__(
         self,

@@ -150,6 +150,8 @@ def train(config: dict[str, Any], progress_factory=None, echo: Callable[[str], N
     report = detector.parameter_report()
     log(f"parameters: {report['trainable']:,} trainable of {report['total']:,} "
         f"({100 * report['trainable_share_of_vision_tower']:.3f} % of the vision tower)")
+    if cfg["train"].get("resume") and not detector.resumable:
+        log(f"note: '{cfg['detector']}' training keeps no checkpoint; --resume starts it from the beginning")
     key = detector.cache_point()
     augment = Augmentations.from_config(cfg["augment"])
     t0 = time.time()
