@@ -325,3 +325,41 @@ def test_paper_experts_on_true_architectures(arch, dim, size):
     with torch.no_grad():
         logit = det(torch.randn(1, 3, size, size))
     assert logit.shape == (1,) and torch.isfinite(logit).all()
+
+
+# ---- the command line ------------------------------------------------------------------------
+def test_cli_train_resume_and_describe_an_ensemble_recipe(tiny_data, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from aigi.cli import app
+
+    expert_recipe = _recipe(tiny_data, tmp_path / "unused", "l2", epochs=2)
+    (tmp_path / "expert.yaml").write_text(yaml.safe_dump({k: v for k, v in expert_recipe.items() if k != "output"}))
+    (tmp_path / "ens.yaml").write_text(yaml.safe_dump({
+        "output": str(tmp_path / "ens"),
+        "experts": {"one": "expert.yaml", "two": {"base": "expert.yaml", "params": {"distill": "crd"}}}}))
+    res = CliRunner().invoke(app, ["describe", str(tmp_path / "ens.yaml")])
+    assert res.exit_code == 0, res.output
+    assert "expert one: featdistill" in res.output and "expert two: featdistill" in res.output
+    res = CliRunner().invoke(app, ["train", str(tmp_path / "ens.yaml")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "ens" / "detector" / "members" / "two" / "config.json").is_file()
+    res = CliRunner().invoke(app, ["train", str(tmp_path / "ens.yaml"), "--resume"])
+    assert res.exit_code == 0 and "expert one: already trained" in res.output
+    # an unusable checkpoint is a one-line error naming the folder
+    ckpt = tmp_path / "solo" / "checkpoint"
+    ckpt.mkdir(parents=True)
+    (ckpt / "state.json").write_text("{not json")
+    res = CliRunner().invoke(app, ["train", str(tmp_path / "expert.yaml"), f"output={tmp_path / 'solo'}", "--resume"])
+    assert res.exit_code != 0 and str(ckpt) in res.output and "unreadable checkpoint" in res.output
+
+
+def test_bf16_mixed_precision_and_loader_workers_train(tiny_data, tmp_path):
+    from aigi.training.run import train
+
+    run = train(_recipe(tiny_data, tmp_path / "bf16", "l2", epochs=2, precision="bf16", workers=1), echo=None)
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    assert all(math.isfinite(r["loss"]) for r in history) and history[-1]["distill"] >= 0
+    with pytest.raises(ValueError, match="precision"):
+        train(_recipe(tiny_data, tmp_path / "fp8", "l2", epochs=1, precision="fp8"), echo=None)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -83,7 +84,7 @@ class PatchL2Distillation(NoDistillation):
         with torch.no_grad():
             target = self.teacher.run(prefix)[0]
         patches = self.detector.model.patch_tokens
-        return (patches(tokens) - patches(target)).pow(2).mean()
+        return (patches(tokens).float() - patches(target).float()).pow(2).mean()
 
     def state(self):
         return prefixed("teacher.", self.teacher.state_to_save()) if self.teacher is not None else {}
@@ -185,6 +186,15 @@ class _Validation:
         return validation_ap(self.labels[ok], torch.tensor([preds[i].prob_fake for i in ok]))
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def autocast(precision: str, device: torch.device):
+    """Mixed precision for the forward pass (bf16 needs no loss scaling); fp32 is a no-op."""
+    dtype = PRECISIONS[precision]
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None) if dtype else nullcontext()
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """The shuffled sample order of one epoch: a function of (seed, epoch) only, so a resumed epoch replays it."""
     return np.random.default_rng([seed, epoch]).permutation(n)
@@ -196,6 +206,9 @@ def train_two_stage(detector, train_samples: Sequence[Sample], val_samples: Sequ
     epochs, batch_size = int(settings.get("epochs", 3)), int(settings.get("batch_size", 32))
     seed, lr = int(settings.get("seed", 0)), float(settings.get("lr", 1e-4))
     every = int(settings.get("checkpoint_every") or 0)
+    workers, precision = int(settings.get("workers", 0)), str(settings.get("precision", "fp32"))
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, not '{precision}'")
     ckpt_dir = Path(settings["checkpoint_dir"]) if settings.get("checkpoint_dir") else None
     stage1 = min(detector.stage1_epochs, epochs)
     if detector.distill not in DISTILLATIONS:
@@ -267,21 +280,26 @@ def train_two_stage(detector, train_samples: Sequence[Sample], val_samples: Sequ
             if start_batch == 0:
                 seen, totals = 0, {}
             bar = progress_factory(len(data), f"epoch {epoch}/{epochs} (stage {stage})") if progress_factory else None
-            for b in range(start_batch, per_epoch):
-                batch = _collate([data[int(i)] for i in order[b * batch_size : (b + 1) * batch_size]])
+            # workers see the dataset as it is when the loader starts: one loader per epoch; its own
+            # generator, so starting it draws nothing from the global RNG (dropout replays on resume)
+            loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+                                                 sampler=order[start_batch * batch_size :].tolist(),
+                                                 generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+            for b, batch in enumerate(loader, start=start_batch):
                 if batch is None:
                     position = (epoch, b + 1)
                     continue
                 pixels, labels = batch[0].to(detector.device), batch[1].to(detector.device)
-                prefix = detector.prefix(pixels)
-                tokens, embed, logits = detector.run(prefix)
-                parts = detector.losses(logits, labels)
-                loss = parts["loss"]
-                if stage == 2:
-                    d = distiller.loss(prefix, tokens, embed)
-                    if d is not None:
-                        parts["distill"] = d
-                        parts["loss"] = loss = loss + detector.distill_weight * d
+                with autocast(precision, detector.device):
+                    prefix = detector.prefix(pixels)
+                    tokens, embed, logits = detector.run(prefix)
+                    parts = detector.losses(logits.float(), labels)
+                    loss = parts["loss"]
+                    if stage == 2:
+                        d = distiller.loss(prefix, tokens, embed)
+                        if d is not None:
+                            parts["distill"] = d
+                            parts["loss"] = loss = loss + detector.distill_weight * d
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
