@@ -40,3 +40,8 @@ run dgs-univfd200-eval aigi eval -d runs/univfd-cifake-200 --data $data/test --l
 run dgs-cost      python benchmarks/dgs_cost.py --batch 8 --steps 3
 run dgs3-train    aigi train configs/dgs-cifake.yaml data.limit_per_class=100 train.epochs=3 train.lr=1e-3 output=runs/dgs-cifake-3ep
 run dgs3-eval     aigi eval -d runs/dgs-cifake-3ep --data $data/test --limit-per-class 250 --bootstrap 0 -o runs/readme-dgs3
+run fd-train      aigi train configs/featdistill-cifake.yaml data.limit_per_class=400
+run fd-univfd800  aigi train configs/univfd-cifake.yaml data.limit_per_class=400 output=runs/univfd-cifake-800
+run fd-eval       aigi eval -d runs/featdistill-cifake -d runs/featdistill-cifake/experts/full-l2/stage1 -d runs/featdistill-cifake/experts/lora-crd/stage1 -d runs/univfd-cifake-800 --data $data/test --bootstrap 0 -o runs/readme-featdistill
+run fd-rob        aigi robustness -d runs/featdistill-cifake -d runs/univfd-cifake-800 --data $data/test --ops jpeg,gaussian_blur,gaussian_noise,whatsapp --severities 0.5,1 --limit-per-class 100 -o runs/readme-featdistill-robustness
+run fd-cost       python benchmarks/featdistill_cost.py --batch 8 --steps 3
