@@ -170,3 +170,18 @@ def test_python_api_covers_every_command(run_dir, tiny_data, tmp_path):
     assert aigi.export(run_dir, tmp_path / "exp").joinpath("config.json").is_file()
     cal = aigi.calibrate(tmp_path / "exp", tiny_data / "val", method="temperature")
     assert cal["calibration"]["method"] == "temperature"
+
+
+def test_clashing_detector_labels_take_their_parent_folder(tmp_path):
+    from aigi.cli import _unique_labels
+
+    paths = []
+    for parent in ("full-l2", "lora-crd", "lora-crd"):
+        folder = tmp_path / parent / "stage1"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text("{}")
+        paths.append(str(folder))
+    (tmp_path / "solo" / "detector").mkdir(parents=True)
+    (tmp_path / "solo" / "detector" / "config.json").write_text("{}")
+    assert _unique_labels([*paths, str(tmp_path / "solo")]) == [
+        "full-l2/stage1", "lora-crd/stage1#1", "lora-crd/stage1#2", "solo"]

@@ -130,15 +130,18 @@ def describe(
                    f"({100 * part['trainable_share_of_vision_tower']:.3f} % of {part['vision_tower']:,})")
 
 
-def _label(name_or_path: str | None) -> str:
+def _label(name_or_path: str | None, parent: bool = False) -> str:
     from .api import resolve_detector
 
     source = resolve_detector(name_or_path)
-    return (source.parent if source.name == "detector" else source).name
+    folder = source.parent if source.name == "detector" else source
+    return f"{folder.parent.name}/{folder.name}" if parent else folder.name
 
 
 def _unique_labels(detectors: list[str]) -> list[str]:
+    """Folder names; where two clash (runs/a/stage1, runs/b/stage1) the parent joins in, then a number."""
     labels = [_label(d) for d in detectors]
+    labels = [lab if labels.count(lab) == 1 else _label(d, parent=True) for d, lab in zip(detectors, labels)]
     return [lab if labels.count(lab) == 1 else f"{lab}#{i}" for i, lab in enumerate(labels)]
 
 
