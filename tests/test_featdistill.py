@@ -363,3 +363,22 @@ def test_bf16_mixed_precision_and_loader_workers_train(tiny_data, tmp_path):
     assert all(math.isfinite(r["loss"]) for r in history) and history[-1]["distill"] >= 0
     with pytest.raises(ValueError, match="precision"):
         train(_recipe(tiny_data, tmp_path / "fp8", "l2", epochs=1, precision="fp8"), echo=None)
+
+
+def test_export_merges_lora_into_the_layers(tmp_path):
+    from typer.testing import CliRunner
+
+    from aigi.adapters import LoRALinear
+    from aigi.cli import app
+
+    det = expert(tune="lora", tuned_blocks=2)
+    _perturb(det)
+    det.save(tmp_path / "lora")
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "lora"), "--out", str(tmp_path / "merged"), "--merge"])
+    assert res.exit_code == 0, res.output
+    merged = load_detector_dir(tmp_path / "merged")
+    assert merged.lora_merged and not any(isinstance(m, LoRALinear) for m in merged.modules())
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(det.eval()(x), merged(x), atol=1e-5)
+    with pytest.raises(ValueError, match="no adapters|only an unmerged"):
+        aigi.export(tmp_path / "merged", tmp_path / "again", merge_shared=True)

@@ -89,12 +89,13 @@ def describe(config: str | Path | dict, overrides: list[str] | tuple[str, ...] =
 
 def export(name_or_path: str | Path, out: str | Path, merge_shared: bool = False) -> Path:
     """Copy a trained detector to a folder, optionally in its inference form
-    (MoLE: shared LoRA experts folded into dense bypass matrices)."""
+    (MoLE: shared LoRA experts folded into dense bypass matrices; FeatDistill LoRA
+    experts: bypasses folded into their layers)."""
     det = load_detector(name_or_path)
     if merge_shared:
-        merge = getattr(det, "merge_shared_experts", None)
+        merge = getattr(det, "merge_for_inference", None)
         if merge is None:
-            raise ValueError(f"{name_or_path}: detector '{det.name}' has no shared experts to merge")
+            raise ValueError(f"{name_or_path}: detector '{det.name}' has no adapters to merge")
         merge()
     return det.save(out)
 

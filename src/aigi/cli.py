@@ -354,7 +354,9 @@ def calibrate(
 def export(
     detector: str = typer.Argument(..., help="Run folder, detector folder or shipped name."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write the detector to."),
-    merge_shared: bool = typer.Option(False, help="MoLE: fold shared LoRA experts into dense bypass weights."),
+    merge_shared: bool = typer.Option(False, "--merge", "--merge-shared",
+                                      help="Inference form: MoLE folds its shared LoRA experts into dense bypass "
+                                           "weights, a FeatDistill LoRA expert folds its bypasses into its layers."),
 ) -> None:
     """Write a detector for deployment (safetensors + JSON config)."""
     from .api import export as run_export

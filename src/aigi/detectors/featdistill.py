@@ -63,6 +63,7 @@ class FeatDistillExpert(Detector):
         distill: str = "l2",
         distill_weight: float = 1.0,
         crd: dict[str, Any] | None = None,
+        lora_merged: bool = False,
     ) -> None:
         model = backbone if isinstance(backbone, VisionBackbone) else load_backbone(backbone)
         super().__init__(model.name if isinstance(backbone, VisionBackbone) else backbone, threshold)
@@ -95,6 +96,9 @@ class FeatDistillExpert(Detector):
         self.head = MLPHead(model.embed_dim, self.head_hidden, self.head_dropout)
         # fixed here, not read off requires_grad later: a frozen teacher copy saves the same keys
         self._tuned = frozenset(name for name, p in self.named_parameters() if p.requires_grad)
+        self.lora_merged = False
+        if lora_merged:  # an exported expert: build the dense layers its weights fill
+            self.merge_for_inference()
 
     def _insert_lora(self, model: VisionBackbone) -> None:
         found = 0
@@ -118,7 +122,7 @@ class FeatDistillExpert(Detector):
         return {"tune": self.tune, "tuned_blocks": self.tuned_blocks, "lora_rank": self.lora_rank,
                 "lora_alpha": self.lora_alpha, "lora_targets": self.lora_targets, "head_hidden": self.head_hidden,
                 "head_dropout": self.head_dropout, "head_lr_scale": self.head_lr_scale, "stage1_epochs": self.stage1_epochs, "distill": self.distill,
-                "distill_weight": self.distill_weight, "crd": self.crd}
+                "distill_weight": self.distill_weight, "crd": self.crd, "lora_merged": self.lora_merged}
 
     # ---- computation --------------------------------------------------------------
     def cache_point(self) -> str | None:
@@ -157,6 +161,21 @@ class FeatDistillExpert(Detector):
         from ..training.distill import train_two_stage
 
         return train_two_stage(self, train_samples, val_samples, settings, augment, log, progress_factory)
+
+    @torch.no_grad()
+    def merge_for_inference(self) -> None:
+        """Fold every LoRA bypass into its frozen layer: the same function with no extra
+        matmuls at inference (the saved file then holds those layers' dense weights)."""
+        if self.tune != "lora" or self.lora_merged:
+            raise ValueError("only an unmerged LoRA expert has adapters to merge")
+        merged: set[str] = set()
+        for name, module in list(self.named_modules()):
+            if isinstance(module, LoRALinear):
+                parent, _, attr = name.rpartition(".")
+                setattr(self.get_submodule(parent), attr, module.merged().requires_grad_(False))
+                merged |= {f"{name}.weight", f"{name}.bias"}
+        self._tuned = frozenset(k for k in self._tuned if ".lora." not in k) | merged
+        self.lora_merged = True
 
     # ---- parameters and persistence -------------------------------------------------
     def parameter_report(self) -> dict[str, Any]:

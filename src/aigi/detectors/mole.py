@@ -136,6 +136,8 @@ class MoLEDetector(Detector):
             mix.merge_shared()
         self.shared_merged = True
 
+    merge_for_inference = merge_shared_experts  # what `aigi export --merge` calls
+
     # ---- routing report -----------------------------------------------------------
     @torch.no_grad()
     def routing_shares(self, tokens: torch.Tensor, labels: torch.Tensor, batch_size: int = 32) -> list[dict[str, Any]]:
