@@ -382,3 +382,10 @@ def test_export_merges_lora_into_the_layers(tmp_path):
     assert torch.allclose(det.eval()(x), merged(x), atol=1e-5)
     with pytest.raises(ValueError, match="no adapters|only an unmerged"):
         aigi.export(tmp_path / "merged", tmp_path / "again", merge_shared=True)
+
+
+def test_head_hidden_zero_is_a_linear_head():
+    det = expert(tune="lora", tuned_blocks=1, head_hidden=0)
+    linears = [m for m in det.head.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 1 and linears[0].in_features == det.model.embed_dim
+    assert det(torch.randn(2, 3, 32, 32)).shape == (2,)

@@ -32,10 +32,14 @@ CRD_DEFAULTS: dict[str, Any] = {"dim": 128, "hidden": 512, "queue": 4096, "tempe
 
 
 class MLPHead(nn.Sequential):
-    """``d → hidden → 1`` with ReLU and dropout: the authors' head (768/1152 → 256 → 2, as one logit)."""
+    """``d → hidden → 1`` with ReLU and dropout: the authors' head (768/1152 → 256 → 2, as one logit);
+    ``hidden = 0`` gives the linear head methods.md mentions."""
 
     def __init__(self, dim: int, hidden: int = 256, dropout: float = 0.1) -> None:
-        super().__init__(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+        if hidden:
+            super().__init__(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+        else:
+            super().__init__(nn.Dropout(dropout), nn.Linear(dim, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x).squeeze(-1)
@@ -138,7 +142,7 @@ class FeatDistillExpert(Detector):
 
     def run(self, prefix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The tuned part: (final block's tokens, image embedding, logit)."""
-        hidden = self.model.embed_tokens(prefix) if self.tunes_stem else prefix.to(self.head[0].weight.dtype)
+        hidden = self.model.embed_tokens(prefix) if self.tunes_stem else prefix.to(self.head[-1].weight.dtype)
         for i in range(self.first_tuned, self.model.num_layers):
             hidden = self.model.run_block(i, hidden)
         embed = self.model.pool(hidden)
