@@ -200,142 +200,177 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+class TwoStageTrainer:
+    """One expert's run: the optimiser, the data order, the distillation and the checkpoint."""
+
+    def __init__(self, detector, train_samples: Sequence[Sample], val_samples: Sequence[Sample],
+                 settings: dict[str, Any], augment, log: Callable[[str], None], progress_factory=None) -> None:
+        self.detector, self.log, self.progress_factory = detector, log, progress_factory
+        self.epochs, self.batch_size = int(settings.get("epochs", 3)), int(settings.get("batch_size", 32))
+        self.seed, lr = int(settings.get("seed", 0)), float(settings.get("lr", 1e-4))
+        self.every = int(settings.get("checkpoint_every") or 0)
+        self.workers, self.precision = int(settings.get("workers", 0)), str(settings.get("precision", "fp32"))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, not '{self.precision}'")
+        if detector.distill not in DISTILLATIONS:
+            raise ValueError(f"unknown distillation '{detector.distill}' (known: {', '.join(DISTILLATIONS.names())})")
+        self.ckpt_dir = Path(settings["checkpoint_dir"]) if settings.get("checkpoint_dir") else None
+        self.stage1 = min(detector.stage1_epochs, self.epochs)
+        self.distiller = DISTILLATIONS.get(detector.distill)(detector, settings)
+        extra = [p for m in self.distiller.modules() for p in m.parameters()]
+        groups = detector.param_groups(lr) + ([{"params": extra, "lr": lr}] if extra else [])
+        self.opt = torch.optim.AdamW(groups, lr=lr, weight_decay=float(settings.get("weight_decay", 0.0)))
+        self.data = PixelDataset(train_samples, detector.backbone.preprocess, augment, self.seed)
+        self.per_epoch = math.ceil(len(self.data) / self.batch_size)
+        self.stage2_total = (self.epochs - self.stage1) * self.per_epoch
+        self.validate = _Validation(detector, val_samples, self.batch_size)
+        self.best, self.history = KeepBest(), []
+        self.epoch, self.start_batch, self.step = 1, 0, 0
+        self.position = (1, 0)  # (epoch, next batch) a checkpoint taken now would resume at
+        self.seen, self.totals = 0, {}  # this epoch's running sums (kept in a mid-epoch checkpoint)
+        self.status: dict[str, float] = {}  # the distillation's latest state (momentum, queue fill)
+
+    # ---- checkpoints ------------------------------------------------------------------
+    def save(self) -> None:
+        if self.ckpt_dir is None:
+            return
+        tensors = prefixed("model.", self.detector.state_to_save())
+        opt_tensors, opt_meta = optimizer_state(self.opt)
+        tensors.update(prefixed("optim.", opt_tensors))
+        tensors.update(prefixed("rng.", rng_state()))
+        tensors.update(prefixed("distill.", self.distiller.state()))
+        if self.best.state is not None:
+            tensors.update(prefixed("best.", self.best.state))
+        mid_epoch = self.position[1] > 0
+        save_checkpoint(self.ckpt_dir, tensors, {
+            "epoch": self.position[0], "batch": self.position[1], "step": self.step, "epochs": self.epochs,
+            "stage1_epochs": self.stage1, "per_epoch": self.per_epoch, "distill": self.detector.distill,
+            "history": self.history, "optimizer": opt_meta, "status": self.status,
+            "best_key": list(self.best.key) if self.best.key is not None else None, "best_epoch": self.best.epoch,
+            "running": {"seen": self.seen if mid_epoch else 0, "totals": self.totals if mid_epoch else {}},
+        })
+
+    def restore(self) -> bool:
+        """Continue from the checkpoint; False when there is none."""
+        d = self.ckpt_dir
+        if d is None or not (d.exists() or d.with_name(d.name + ".old").exists()):
+            return False
+        tensors, meta = load_checkpoint(d)
+        if (meta["distill"], meta["per_epoch"], meta["stage1_epochs"]) != (self.detector.distill, self.per_epoch, self.stage1):
+            raise CheckpointError(f"{d}: checkpoint is from a different recipe (distill {meta['distill']}, "
+                                  f"{meta['per_epoch']} batches/epoch, stage 1 = {meta['stage1_epochs']} epochs)")
+        self.detector.load_saved_state(unprefixed("model.", tensors))
+        load_optimizer_state(self.opt, unprefixed("optim.", tensors), meta["optimizer"])
+        load_rng_state(unprefixed("rng.", tensors))
+        self.distiller.load_state(unprefixed("distill.", tensors))
+        self.history, self.step, self.status = meta["history"], int(meta["step"]), dict(meta.get("status") or {})
+        self.epoch, self.start_batch = int(meta["epoch"]), int(meta["batch"])
+        self.position = (self.epoch, self.start_batch)
+        self.seen, self.totals = int(meta["running"]["seen"]), dict(meta["running"]["totals"])
+        if meta.get("best_key") is not None:
+            self.best.key, self.best.epoch = tuple(meta["best_key"]), int(meta["best_epoch"])
+            self.best.state = unprefixed("best.", tensors)
+        self.log(f"resumed from {d}: epoch {self.epoch}, batch {self.start_batch}, step {self.step} "
+                 f"(stage {1 if self.epoch <= self.stage1 else 2})")
+        return True
+
+    # ---- training ---------------------------------------------------------------------
+    def train_step(self, pixels: torch.Tensor, labels: torch.Tensor, stage: int) -> dict[str, torch.Tensor]:
+        det = self.detector
+        with autocast(self.precision, det.device):
+            prefix = det.prefix(pixels)  # the frozen part, once for student and teacher
+            tokens, embed, logits = det.run(prefix)
+            parts = det.losses(logits.float(), labels)
+            if stage == 2:
+                d = self.distiller.loss(prefix, tokens, embed)
+                if d is not None:
+                    parts["distill"] = d
+                    parts["loss"] = parts["loss"] + det.distill_weight * d
+        self.opt.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        self.opt.step()
+        return parts
+
+    def run_epoch(self, stage: int) -> None:
+        det, epoch = self.detector, self.epoch
+        self.data.epoch = epoch
+        det.train()
+        for m in self.distiller.modules():
+            m.train()
+        if self.start_batch == 0:
+            self.seen, self.totals = 0, {}
+        bar = self.progress_factory(len(self.data), f"epoch {epoch}/{self.epochs} (stage {stage})") if self.progress_factory else None
+        # workers see the dataset as it is when the loader starts: one loader per epoch; its own
+        # generator, so starting it draws nothing from the global RNG (dropout replays on resume)
+        order = epoch_order(len(self.data), self.seed, epoch)
+        loader = torch.utils.data.DataLoader(self.data, batch_size=self.batch_size, num_workers=self.workers,
+                                             collate_fn=_collate, sampler=order[self.start_batch * self.batch_size :].tolist(),
+                                             generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
+        tenth = max(1, self.per_epoch // 10)
+        for b, batch in enumerate(loader, start=self.start_batch):
+            if batch is None:  # every image of the batch unreadable
+                self.position = (epoch, b + 1)
+                continue
+            labels = batch[1].to(det.device)
+            parts = self.train_step(batch[0].to(det.device), labels, stage)
+            self.step, self.position = self.step + 1, (epoch, b + 1)
+            if stage == 2:
+                self.status = self.distiller.after_step(self.step - self.stage1 * self.per_epoch, self.stage2_total)
+            self.seen += len(labels)
+            for k, v in parts.items():
+                self.totals[k] = self.totals.get(k, 0.0) + float(v.detach()) * len(labels)
+            if bar:
+                bar.update(len(labels))
+            if (b + 1) % tenth == 0 and b + 1 < self.per_epoch:  # long CPU epochs show progress in the log
+                self.log(f"epoch {epoch}: {self.seen} images, loss {self.totals['loss'] / max(1, self.seen):.4f}")
+            if self.every and self.step % self.every == 0 and b + 1 < self.per_epoch:
+                self.save()
+        if bar:
+            bar.close()
+
+    def end_epoch(self, stage: int) -> None:
+        row: dict[str, Any] = {"epoch": self.epoch, "stage": stage, "images": self.seen,
+                               **{k: v / max(1, self.seen) for k, v in self.totals.items()}, **self.status}
+        row["val_ap"] = self.validate()
+        # ties go to the later epoch: the more trained (stage-2) model
+        self.best.offer((0.0 if math.isnan(row["val_ap"]) else row["val_ap"], self.epoch), self.detector, self.epoch)
+        self.history.append(row)
+        self.log(format_row(row))
+        if self.epoch == self.stage1 and self.ckpt_dir is not None:
+            self.detector.save(self.ckpt_dir.parent / "stage1")
+            self.log(f"stage 1 done: {self.ckpt_dir.parent / 'stage1'} (the teacher of stage 2)")
+        self.epoch, self.start_batch = self.epoch + 1, 0
+        self.position = (self.epoch, 0)
+        self.save()
+
+    def run(self, resume: bool, keep_best: bool) -> dict[str, Any]:
+        if not (resume and self.restore()):
+            torch.manual_seed(self.seed)
+        det = self.detector
+        self.log(f"two-stage training: stage 1 = BCE for {self.stage1} epoch(s), stage 2 = BCE + {det.distill_weight} x "
+                 f"{det.distill} for {self.epochs - self.stage1} epoch(s); {self.per_epoch} batches of "
+                 f"{self.batch_size} per epoch")
+        try:
+            while self.epoch <= self.epochs:
+                stage = 1 if self.epoch <= self.stage1 else 2
+                if stage == 2 and self.distiller.teacher is None and det.distill != "none":
+                    self.distiller.begin()
+                    self.log(f"stage 2: teacher = the stage-1 model ({det.distill} distillation, λ = {det.distill_weight})")
+                self.run_epoch(stage)
+                self.end_epoch(stage)
+        except KeyboardInterrupt:
+            self.save()
+            self.log(f"interrupted: checkpoint at epoch {self.position[0]}, batch {self.position[1]} in "
+                     f"{self.ckpt_dir}; continue with `aigi train ... --resume`")
+            raise
+        if keep_best:
+            self.best.restore(det, self.log)
+        return {"epochs": self.epochs, "best_epoch": self.best.epoch if keep_best else self.epochs,
+                "history": self.history}
+
+
 def train_two_stage(detector, train_samples: Sequence[Sample], val_samples: Sequence[Sample],
                     settings: dict[str, Any], augment, log: Callable[[str], None],
                     progress_factory=None) -> dict[str, Any]:
-    epochs, batch_size = int(settings.get("epochs", 3)), int(settings.get("batch_size", 32))
-    seed, lr = int(settings.get("seed", 0)), float(settings.get("lr", 1e-4))
-    every = int(settings.get("checkpoint_every") or 0)
-    workers, precision = int(settings.get("workers", 0)), str(settings.get("precision", "fp32"))
-    if precision not in PRECISIONS:
-        raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, not '{precision}'")
-    ckpt_dir = Path(settings["checkpoint_dir"]) if settings.get("checkpoint_dir") else None
-    stage1 = min(detector.stage1_epochs, epochs)
-    if detector.distill not in DISTILLATIONS:
-        raise ValueError(f"unknown distillation '{detector.distill}' (known: {', '.join(DISTILLATIONS.names())})")
-    distiller = DISTILLATIONS.get(detector.distill)(detector, settings)
-    extra = [p for m in distiller.modules() for p in m.parameters()]
-    groups = detector.param_groups(lr) + ([{"params": extra, "lr": lr}] if extra else [])
-    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=float(settings.get("weight_decay", 0.0)))
-    data = PixelDataset(train_samples, detector.backbone.preprocess, augment, seed)
-    per_epoch = math.ceil(len(data) / batch_size)
-    tenth = max(1, per_epoch // 10)
-    stage2_total = (epochs - stage1) * per_epoch
-    validate = _Validation(detector, val_samples, batch_size)
-    best, history = KeepBest(), []
-    epoch, start_batch, step = 1, 0, 0
-    seen, totals = 0, {}  # this epoch's running sums (kept in a mid-epoch checkpoint)
-    status: dict[str, float] = {}  # the distillation's latest state (momentum, queue fill)
-
-    def snapshot(position: tuple[int, int]) -> None:
-        if ckpt_dir is None:
-            return
-        tensors = prefixed("model.", detector.state_to_save())
-        opt_tensors, opt_meta = optimizer_state(opt)
-        tensors.update(prefixed("optim.", opt_tensors))
-        tensors.update(prefixed("rng.", rng_state()))
-        tensors.update(prefixed("distill.", distiller.state()))
-        if best.state is not None:
-            tensors.update(prefixed("best.", best.state))
-        save_checkpoint(ckpt_dir, tensors, {
-            "epoch": position[0], "batch": position[1], "step": step, "epochs": epochs, "stage1_epochs": stage1,
-            "per_epoch": per_epoch, "distill": detector.distill, "history": history, "optimizer": opt_meta,
-            "best_key": list(best.key) if best.key is not None else None, "best_epoch": best.epoch,
-            "running": {"seen": seen, "totals": totals} if position[1] else {"seen": 0, "totals": {}},
-        })
-
-    if settings.get("resume") and ckpt_dir is not None and (ckpt_dir.exists() or ckpt_dir.with_name(ckpt_dir.name + ".old").exists()):
-        tensors, meta = load_checkpoint(ckpt_dir)
-        if (meta["distill"], meta["per_epoch"], meta["stage1_epochs"]) != (detector.distill, per_epoch, stage1):
-            raise CheckpointError(f"{ckpt_dir}: checkpoint is from a different recipe (distill {meta['distill']}, "
-                                  f"{meta['per_epoch']} batches/epoch, stage 1 = {meta['stage1_epochs']} epochs)")
-        detector.load_saved_state(unprefixed("model.", tensors))
-        load_optimizer_state(opt, unprefixed("optim.", tensors), meta["optimizer"])
-        load_rng_state(unprefixed("rng.", tensors))
-        distiller.load_state(unprefixed("distill.", tensors))
-        history, step = meta["history"], int(meta["step"])
-        epoch, start_batch = int(meta["epoch"]), int(meta["batch"])
-        seen, totals = int(meta["running"]["seen"]), dict(meta["running"]["totals"])
-        if meta.get("best_key") is not None:
-            best.key, best.epoch, best.state = tuple(meta["best_key"]), int(meta["best_epoch"]), unprefixed("best.", tensors)
-        log(f"resumed from {ckpt_dir}: epoch {epoch}, batch {start_batch}, step {step} "
-            f"(stage {1 if epoch <= stage1 else 2})")
-    else:
-        torch.manual_seed(seed)
-
-    log(f"two-stage training: stage 1 = BCE for {stage1} epoch(s), stage 2 = BCE + {detector.distill_weight} x "
-        f"{detector.distill} for {epochs - stage1} epoch(s); {per_epoch} batches of {batch_size} per epoch")
-    position = (epoch, start_batch)
-    try:
-        while epoch <= epochs:
-            stage = 1 if epoch <= stage1 else 2
-            if stage == 2 and distiller.teacher is None and detector.distill != "none":
-                distiller.begin()
-                log(f"stage 2: teacher = the stage-1 model ({detector.distill} distillation, λ = {detector.distill_weight})")
-            data.epoch = epoch
-            order = epoch_order(len(data), seed, epoch)
-            detector.train()
-            for m in distiller.modules():
-                m.train()
-            if start_batch == 0:
-                seen, totals = 0, {}
-            bar = progress_factory(len(data), f"epoch {epoch}/{epochs} (stage {stage})") if progress_factory else None
-            # workers see the dataset as it is when the loader starts: one loader per epoch; its own
-            # generator, so starting it draws nothing from the global RNG (dropout replays on resume)
-            loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
-                                                 sampler=order[start_batch * batch_size :].tolist(),
-                                                 generator=torch.Generator().manual_seed(seed * 100003 + epoch))
-            for b, batch in enumerate(loader, start=start_batch):
-                if batch is None:
-                    position = (epoch, b + 1)
-                    continue
-                pixels, labels = batch[0].to(detector.device), batch[1].to(detector.device)
-                with autocast(precision, detector.device):
-                    prefix = detector.prefix(pixels)
-                    tokens, embed, logits = detector.run(prefix)
-                    parts = detector.losses(logits.float(), labels)
-                    loss = parts["loss"]
-                    if stage == 2:
-                        d = distiller.loss(prefix, tokens, embed)
-                        if d is not None:
-                            parts["distill"] = d
-                            parts["loss"] = loss = loss + detector.distill_weight * d
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step, position = step + 1, (epoch, b + 1)
-                if stage == 2:
-                    status = distiller.after_step(step - stage1 * per_epoch, stage2_total)
-                seen += len(labels)
-                for k, v in parts.items():
-                    totals[k] = totals.get(k, 0.0) + float(v.detach()) * len(labels)
-                if bar:
-                    bar.update(len(labels))
-                if (b + 1) % tenth == 0 and b + 1 < per_epoch:  # long CPU epochs show progress in the log
-                    log(f"epoch {epoch}: {seen} images, loss {totals['loss'] / max(1, seen):.4f}")
-                if every and step % every == 0 and b + 1 < per_epoch:
-                    snapshot(position)
-            if bar:
-                bar.close()
-            row: dict[str, Any] = {"epoch": epoch, "stage": stage, "images": seen,
-                                   **{k: v / max(1, seen) for k, v in totals.items()}, **status}
-            row["val_ap"] = validate()
-            # ties go to the later epoch: the more trained (stage-2) model
-            best.offer((0.0 if math.isnan(row["val_ap"]) else row["val_ap"], epoch), detector, epoch)
-            history.append(row)
-            log(format_row(row))
-            if epoch == stage1 and ckpt_dir is not None:
-                detector.save(ckpt_dir.parent / "stage1")
-                log(f"stage 1 done: {ckpt_dir.parent / 'stage1'} (the teacher of stage 2)")
-            epoch, start_batch = epoch + 1, 0
-            position = (epoch, 0)
-            snapshot(position)
-    except KeyboardInterrupt:
-        snapshot(position)
-        log(f"interrupted: checkpoint at epoch {position[0]}, batch {position[1]} in {ckpt_dir}; "
-            "continue with `aigi train ... --resume`")
-        raise
-    if settings.get("keep_best", True):
-        best.restore(detector, log)
-    return {"epochs": epochs, "best_epoch": best.epoch if settings.get("keep_best", True) else epochs,
-            "history": history}
+    trainer = TwoStageTrainer(detector, train_samples, val_samples, settings, augment, log, progress_factory)
+    return trainer.run(bool(settings.get("resume")), bool(settings.get("keep_best", True)))
