@@ -389,3 +389,14 @@ def test_head_hidden_zero_is_a_linear_head():
     linears = [m for m in det.head.modules() if isinstance(m, torch.nn.Linear)]
     assert len(linears) == 1 and linears[0].in_features == det.model.embed_dim
     assert det(torch.randn(2, 3, 32, 32)).shape == (2,)
+
+
+def test_a_tuned_stem_leaves_nothing_cacheable(tmp_path):
+    from aigi.training.feature_cache import FeatureCache
+
+    det = expert(tune="full", tuned_blocks="all")
+    cache = FeatureCache(det.model, root=tmp_path)
+    for key in ("tokens@0", "embed"):
+        with pytest.raises(ValueError, match="adapted blocks"):
+            cache.store(key)
+    FeatureCache(expert(tune="full", tuned_blocks=2).model, root=tmp_path).store("tokens@2")  # the frozen prefix is fine

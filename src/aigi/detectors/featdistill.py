@@ -91,7 +91,7 @@ class FeatDistillExpert(Detector):
         model.freeze()
         self.model = model  # a submodule: tuned weights or adapters live inside it
         object.__setattr__(self, "_backbone", model)
-        model.pristine_blocks = self.first_tuned
+        model.pristine_blocks = -1 if self.tunes_stem else self.first_tuned  # -1: even the stem's output changes
         if tune == "lora":
             self._insert_lora(model)
         else:
@@ -125,8 +125,9 @@ class FeatDistillExpert(Detector):
     def params(self) -> dict[str, Any]:
         return {"tune": self.tune, "tuned_blocks": self.tuned_blocks, "lora_rank": self.lora_rank,
                 "lora_alpha": self.lora_alpha, "lora_targets": self.lora_targets, "head_hidden": self.head_hidden,
-                "head_dropout": self.head_dropout, "head_lr_scale": self.head_lr_scale, "stage1_epochs": self.stage1_epochs, "distill": self.distill,
-                "distill_weight": self.distill_weight, "crd": self.crd, "lora_merged": self.lora_merged}
+                "head_dropout": self.head_dropout, "head_lr_scale": self.head_lr_scale,
+                "stage1_epochs": self.stage1_epochs, "distill": self.distill, "distill_weight": self.distill_weight,
+                "crd": self.crd, "lora_merged": self.lora_merged}
 
     # ---- computation --------------------------------------------------------------
     def cache_point(self) -> str | None:
