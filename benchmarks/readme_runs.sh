@@ -45,3 +45,5 @@ run fd-univfd800  aigi train configs/univfd-cifake.yaml data.limit_per_class=400
 run fd-eval       aigi eval -d runs/featdistill-cifake -d runs/featdistill-cifake/experts/full-l2/stage1 -d runs/featdistill-cifake/experts/lora-crd/stage1 -d runs/univfd-cifake-800 --data $data/test --bootstrap 0 -o runs/readme-featdistill
 run fd-rob        aigi robustness -d runs/featdistill-cifake -d runs/univfd-cifake-800 --data $data/test --ops jpeg,gaussian_blur,gaussian_noise,social_whatsapp --severities 0.5,1 --limit-per-class 100 -o runs/readme-featdistill-robustness
 run fd-cost       python benchmarks/featdistill_cost.py --batch 8 --steps 3
+run fd-nodistill  aigi train configs/featdistill-ablations/no-distill.yaml data.limit_per_class=400
+run fd-nodistill-eval aigi eval -d runs/featdistill-cifake-full-nodistill --data $data/test --bootstrap 0 -o runs/readme-featdistill-nodistill
