@@ -400,3 +400,15 @@ def test_a_tuned_stem_leaves_nothing_cacheable(tmp_path):
         with pytest.raises(ValueError, match="adapted blocks"):
             cache.store(key)
     FeatureCache(expert(tune="full", tuned_blocks=2).model, root=tmp_path).store("tokens@2")  # the frozen prefix is fine
+
+
+def test_command_line_overrides_reach_every_expert(tmp_path):
+    from aigi.config import resolve
+
+    (tmp_path / "e.yaml").write_text("detector: featdistill\ntrain: {epochs: 3, lr: 0.1}\n")
+    (tmp_path / "ens.yaml").write_text("output: runs/x\nexperts:\n  one: e.yaml\n  two: {base: e.yaml, train: {epochs: 5}}\n")
+    cfg = resolve(tmp_path / "ens.yaml", ["train.epochs=1", "output=runs/y", "experts.two.train.lr=0.5"])
+    assert cfg["output"] == "runs/y" and cfg["train"]["epochs"] == 1
+    assert [cfg["experts"][n]["train"]["epochs"] for n in ("one", "two")] == [1, 1]
+    assert cfg["experts"]["one"]["train"]["lr"] == 0.1 and cfg["experts"]["two"]["train"]["lr"] == 0.5
+    assert "output" not in cfg["experts"]["one"]

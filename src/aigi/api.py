@@ -39,10 +39,10 @@ def load_detector(name_or_path: str | Path | None = None, device: str | torch.de
 
 def train(config: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> Path:
     """Train from a YAML recipe (path) or a dict, with ``key=value`` overrides; returns the run folder."""
-    from .config import apply_overrides, resolve
+    from .config import apply_recipe_overrides, resolve
     from .training.run import train as run_train
 
-    cfg = apply_overrides(config, overrides) if isinstance(config, dict) else resolve(config, overrides)
+    cfg = apply_recipe_overrides(config, overrides) if isinstance(config, dict) else resolve(config, overrides)
     return run_train(cfg, echo=None)
 
 
@@ -64,10 +64,10 @@ def describe(config: str | Path | dict, overrides: list[str] | tuple[str, ...] =
     """Build a recipe's detector on random weights of its true architecture (nothing
     is downloaded) and count its parameters."""
     from .backbones import load_backbone, random_equivalent
-    from .config import apply_overrides, resolve
+    from .config import apply_recipe_overrides, resolve
     from .training.run import build_detector, with_defaults
 
-    raw = apply_overrides(config, overrides) if isinstance(config, dict) else resolve(config, overrides)
+    raw = apply_recipe_overrides(config, overrides) if isinstance(config, dict) else resolve(config, overrides)
     if raw.get("experts"):  # an ensemble recipe: each expert, and the sums
         from .training.ensemble_recipe import expert_configs
 

@@ -100,5 +100,19 @@ def apply_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[st
     return out
 
 
+ENSEMBLE_ONLY = ("experts", "weights", "output")
+
+
+def apply_recipe_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """:func:`apply_overrides`; in an ensemble recipe an override of a shared key
+    (``train.epochs=1``) also reaches every expert, over the expert's own value."""
+    out = apply_overrides(config, overrides)
+    if isinstance(out.get("experts"), dict):
+        shared = [o for o in overrides if o.partition("=")[0].strip().split(".")[0] not in ENSEMBLE_ONLY]
+        out["experts"] = {name: apply_overrides(r, shared) if isinstance(r, dict) else r
+                          for name, r in out["experts"].items()}
+    return out
+
+
 def resolve(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    return apply_overrides(load_yaml(path), overrides)
+    return apply_recipe_overrides(load_yaml(path), overrides)
