@@ -10,6 +10,9 @@ data: {...}                    # any other section is shared by every expert;
 augment: {...}                 # an expert's own recipe overrides it
 ```
 
+A command-line override of a shared key (``train.epochs=1``) reaches every
+expert, over its own value (:func:`aigi.config.apply_recipe_overrides`).
+
 Experts go to ``<output>/experts/<name>`` (full run folders), the ensemble to
 ``<output>/detector``. The ensemble's threshold is tuned on the experts' own
 validation predictions (their ``val_predictions.csv``), averaged like the vote,
