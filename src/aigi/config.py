@@ -100,7 +100,7 @@ def apply_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[st
     return out
 
 
-ENSEMBLE_ONLY = ("experts", "weights", "output")
+ENSEMBLE_KEYS = ("experts", "weights", "output", "detector")  # an ensemble recipe's own keys: never shared with experts
 
 
 def apply_recipe_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -108,7 +108,7 @@ def apply_recipe_overrides(config: dict[str, Any], overrides: Sequence[str]) -> 
     (``train.epochs=1``) also reaches every expert, over the expert's own value."""
     out = apply_overrides(config, overrides)
     if isinstance(out.get("experts"), dict):
-        shared = [o for o in overrides if o.partition("=")[0].strip().split(".")[0] not in ENSEMBLE_ONLY]
+        shared = [o for o in overrides if o.partition("=")[0].strip().split(".")[0] not in ENSEMBLE_KEYS]
         out["experts"] = {name: apply_overrides(r, shared) if isinstance(r, dict) else r
                           for name, r in out["experts"].items()}
     return out

@@ -182,7 +182,7 @@ class DGSDetector(Detector):
 
         from ..data.captions import captions_for
         from ..training.finetune import PixelDataset, _collate
-        from ..training.keep_best import KeepBest, format_row, validation_ap
+        from ..training.keep_best import KeepBest, ValidationAP, format_row
 
         epochs, batch_size = int(settings.get("epochs", 1)), int(settings.get("batch_size", 16))
         seed, lr = int(settings.get("seed", 0)), float(settings.get("lr", 1e-4))
@@ -196,7 +196,7 @@ class DGSDetector(Detector):
                                              generator=torch.Generator().manual_seed(seed))
         opt = torch.optim.AdamW(self.param_groups(lr), lr=lr, weight_decay=float(settings.get("weight_decay", 0.0)))
         best, history = KeepBest(), []
-        val_labels = torch.tensor([s.label for s in val_samples], dtype=torch.float32)
+        validate = ValidationAP(self, val_samples, batch_size)
         for epoch in range(1, epochs + 1):
             data.epoch = epoch
             self.train()
@@ -214,10 +214,7 @@ class DGSDetector(Detector):
                 for k, v in parts.items():
                     totals[k] = totals.get(k, 0.0) + v * len(labels)
             row: dict[str, Any] = {"epoch": epoch, "images": seen, **{k: v / max(1, seen) for k, v in totals.items()}}
-            probs = torch.tensor([p.prob_fake if p.prob_fake is not None else float("nan")
-                                  for p in self.predict([str(s.path) for s in val_samples], batch_size=batch_size)])
-            ok = ~torch.isnan(probs)
-            row["val_ap"] = validation_ap(val_labels[ok], probs[ok])
+            row["val_ap"] = validate()
             best.offer((0.0 if np.isnan(row["val_ap"]) else row["val_ap"],), self, epoch)
             history.append(row)
             log(format_row(row))

@@ -43,6 +43,12 @@ def save_checkpoint(folder: str | Path, tensors: dict[str, torch.Tensor], meta: 
     return folder
 
 
+def has_checkpoint(folder: str | Path) -> bool:
+    """A checkpoint is there, or its previous version (a crash between the two renames)."""
+    folder = Path(folder)
+    return folder.exists() or folder.with_name(folder.name + ".old").exists()
+
+
 def load_checkpoint(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     folder = Path(folder)
     if not (folder / META_FILE).is_file() and folder.with_name(folder.name + ".old").is_dir():

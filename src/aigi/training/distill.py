@@ -31,11 +31,11 @@ from torch import nn
 
 from ..data.datasets import Sample
 from ..registry import Registry
-from .checkpoint import (CheckpointError, load_checkpoint, load_optimizer_state, load_rng_state, optimizer_state,
+from .checkpoint import (CheckpointError, has_checkpoint, load_checkpoint, load_optimizer_state, load_rng_state, optimizer_state,
                          prefixed, rng_state, save_checkpoint, unprefixed)
 from .contrastive import NegativeQueue, ProjectionHead, ema_update, info_nce, momentum_at
 from .finetune import PixelDataset, _collate
-from .keep_best import KeepBest, format_row, validation_ap
+from .keep_best import KeepBest, ValidationAP, format_row
 
 DISTILLATIONS: Registry[Any] = Registry("distillation")
 
@@ -68,10 +68,14 @@ class NoDistillation:
         return {}
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {}
+        """What a checkpoint keeps: the teacher's tuned weights once stage 2 has begun."""
+        return prefixed("teacher.", self.teacher.state_to_save()) if self.teacher is not None else {}
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Rebuild the stage-2 state from a checkpoint."""
+        """Rebuild the stage-2 state from a checkpoint (nothing to do when it was taken in stage 1)."""
+        if any(k.startswith("teacher.") for k in tensors):
+            self.begin()
+            self.teacher.load_saved_state(unprefixed("teacher.", tensors))
 
 
 class PatchL2Distillation(NoDistillation):
@@ -86,14 +90,6 @@ class PatchL2Distillation(NoDistillation):
         patches = self.detector.model.patch_tokens
         return (patches(tokens).float() - patches(target).float()).pow(2).mean()
 
-    def state(self):
-        return prefixed("teacher.", self.teacher.state_to_save()) if self.teacher is not None else {}
-
-    def load_state(self, tensors):
-        if any(k.startswith("teacher.") for k in tensors):  # checkpointed in stage 2
-            self.begin()
-            self.teacher.load_saved_state(unprefixed("teacher.", tensors))
-
 
 class ContrastiveDistillation(NoDistillation):
     """CRD with a MoCo-style queue and a momentum (EMA) teacher on a cosine momentum schedule."""
@@ -106,7 +102,6 @@ class ContrastiveDistillation(NoDistillation):
         self.projection = ProjectionHead(dim, int(c["hidden"]), int(c["dim"])).to(detector.device)
         self.queue = NegativeQueue(int(c["queue"]), int(c["dim"])).to(detector.device)
         self.teacher_projection: nn.Module | None = None
-        self.momentum = self.m_base
         self._key: torch.Tensor | None = None
 
     def modules(self):
@@ -133,25 +128,23 @@ class ContrastiveDistillation(NoDistillation):
         return info_nce(query, key, self.queue.keys().to(query.dtype), self.temperature)
 
     def after_step(self, step, total):
-        self.momentum = momentum_at(step, total, self.m_base, self.m_max)
-        ema_update(*self._pairs(), self.momentum)
+        momentum = momentum_at(step, total, self.m_base, self.m_max)
+        ema_update(*self._pairs(), momentum)
         if self._key is not None:
             self.queue.push(self._key)
-        return {"momentum": self.momentum, "queue": float(len(self.queue))}
+        return {"momentum": momentum, "queue": float(len(self.queue))}
 
     def state(self):
-        out = prefixed("projection.", self.projection.state_dict())
+        out = {**super().state(), **prefixed("projection.", self.projection.state_dict())}
         if self.teacher is not None:
-            out.update(prefixed("teacher.", self.teacher.state_to_save()))
             out.update(prefixed("teacher_projection.", self.teacher_projection.state_dict()))
             out.update(prefixed("queue.", self.queue.state_dict()))
         return out
 
     def load_state(self, tensors):
         self.projection.load_state_dict(unprefixed("projection.", tensors))
-        if any(k.startswith("teacher.") for k in tensors):
-            self.begin()
-            self.teacher.load_saved_state(unprefixed("teacher.", tensors))
+        super().load_state(tensors)
+        if self.teacher is not None:
             self.teacher_projection.load_state_dict(unprefixed("teacher_projection.", tensors))
             self.queue.load_state_dict(unprefixed("queue.", tensors))
 
@@ -161,38 +154,13 @@ DISTILLATIONS.register("l2", PatchL2Distillation)
 DISTILLATIONS.register("crd", ContrastiveDistillation)
 
 
-class _Validation:
-    """Validation AP per epoch: through the cached frozen prefix when there is one."""
-
-    def __init__(self, detector, samples: Sequence[Sample], batch_size: int) -> None:
-        self.detector, self.samples, self.batch_size = detector, list(samples), batch_size
-        self.features = None
-        self.labels = torch.tensor([s.label for s in self.samples], dtype=torch.float32)
-        key = detector.cache_point()
-        if key is not None and self.samples:
-            from .feature_cache import FeatureCache
-
-            res = FeatureCache(detector.backbone).extract([s.path for s in self.samples], keys=(key,),
-                                                         batch_size=batch_size)
-            self.features, self.labels = res.features[key], self.labels[res.kept]
-
-    def __call__(self) -> float:
-        if not self.samples:
-            return float("nan")
-        if self.features is not None:
-            return validation_ap(self.labels, self.detector.probabilities_from_features(self.features, self.batch_size))
-        preds = self.detector.predict([str(s.path) for s in self.samples], batch_size=self.batch_size)
-        ok = [i for i, p in enumerate(preds) if p.error is None]
-        return validation_ap(self.labels[ok], torch.tensor([preds[i].prob_fake for i in ok]))
-
-
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def autocast(precision: str, device: torch.device):
     """Mixed precision for the forward pass (bf16 needs no loss scaling); fp32 is a no-op."""
     dtype = PRECISIONS[precision]
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None) if dtype else nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype) if dtype else nullcontext()
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -223,7 +191,7 @@ class TwoStageTrainer:
         self.data = PixelDataset(train_samples, detector.backbone.preprocess, augment, self.seed)
         self.per_epoch = math.ceil(len(self.data) / self.batch_size)
         self.stage2_total = (self.epochs - self.stage1) * self.per_epoch
-        self.validate = _Validation(detector, val_samples, self.batch_size)
+        self.validate = ValidationAP(detector, val_samples, self.batch_size)
         self.best, self.history = KeepBest(), []
         self.epoch, self.start_batch, self.step = 1, 0, 0
         self.position = (1, 0)  # (epoch, next batch) a checkpoint taken now would resume at
@@ -253,7 +221,7 @@ class TwoStageTrainer:
     def restore(self) -> bool:
         """Continue from the checkpoint; False when there is none."""
         d = self.ckpt_dir
-        if d is None or not (d.exists() or d.with_name(d.name + ".old").exists()):
+        if d is None or not has_checkpoint(d):
             return False
         tensors, meta = load_checkpoint(d)
         if (meta["distill"], meta["per_epoch"], meta["stage1_epochs"]) != (self.detector.distill, self.per_epoch, self.stage1):

@@ -28,11 +28,9 @@ from typing import Any, Callable
 
 import torch
 
-from ..config import ConfigError, merge
+from ..config import ENSEMBLE_KEYS, ConfigError, merge
+from ..detectors.base import CONFIG_FILE
 from ..eval.metrics import score, tune_threshold
-
-ENSEMBLE_KEYS = ("experts", "weights", "output", "detector")
-
 
 def expert_configs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each expert's full recipe: the shared sections, then its own on top, output under the ensemble's."""
@@ -64,7 +62,7 @@ def train_ensemble(config: dict[str, Any], train_one: Callable[..., Path], progr
     for name, cfg in expert_configs(config).items():
         run = Path(cfg["output"])
         resume = bool((cfg.get("train") or {}).get("resume"))
-        if resume and (run / "detector" / "config.json").is_file() and (run / "val_predictions.csv").is_file():
+        if resume and (run / "detector" / CONFIG_FILE).is_file() and (run / "val_predictions.csv").is_file():
             say(f"expert {name}: already trained in {run}, kept")
         else:
             say(f"expert {name}: training into {run}")

@@ -1,7 +1,7 @@
 """What every trainer shares: the validation score, keeping the best state, the log line."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from sklearn.metrics import average_precision_score
@@ -36,3 +36,29 @@ class KeepBest:
         if self.state is not None:
             detector.load_saved_state(self.state)
             log(f"kept epoch {self.epoch} (best validation AP)")
+
+
+class ValidationAP:
+    """Validation AP per epoch: through the cached frozen part when there is one, else from pixels
+    (unreadable images are left out)."""
+
+    def __init__(self, detector, samples: Sequence, batch_size: int) -> None:
+        self.detector, self.samples, self.batch_size = detector, list(samples), batch_size
+        self.features = None
+        self.labels = torch.tensor([s.label for s in self.samples], dtype=torch.float32)
+        key = detector.cache_point()
+        if key is not None and self.samples:
+            from .feature_cache import FeatureCache
+
+            res = FeatureCache(detector.backbone).extract([s.path for s in self.samples], keys=(key,),
+                                                         batch_size=batch_size)
+            self.features, self.labels = res.features[key], self.labels[res.kept]
+
+    def __call__(self) -> float:
+        if not self.samples:
+            return float("nan")
+        if self.features is not None:
+            return validation_ap(self.labels, self.detector.probabilities_from_features(self.features, self.batch_size))
+        preds = self.detector.predict([str(s.path) for s in self.samples], batch_size=self.batch_size)
+        ok = [i for i, p in enumerate(preds) if p.error is None]
+        return validation_ap(self.labels[ok], torch.tensor([preds[i].prob_fake for i in ok]))
