@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from aigi.adapters import LoRA, LoRALinear, MixtureOfLoRAExperts, MLPWithExperts
+from aigi.adapters import LoRA, LoRALinear
+from aigi.methods.mole.experts import MixtureOfLoRAExperts, MLPWithExperts
 
 
 def _x(*shape, seed=0):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aigi.eval.calibration import apply, fit
+from aigi.detectors.calibration import apply, fit
 
 
 def _data(a: float, b: float, n=4000, seed=0):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from aigi.data.captions import captions_for
+from aigi.methods.dgs.captions import captions_for
 from aigi.data.datasets import load_dataset
 
 

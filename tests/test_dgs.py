@@ -15,7 +15,8 @@ import aigi
 from aigi.backbones import load_backbone
 from aigi.cli import app
 from aigi.data.io import read_image
-from aigi.detectors.dgs import DGSDetector
+from aigi.methods.dgs.model import DGSDetector
+from aigi.methods.dgs.trainer import cached_text_embeddings, training_step
 
 runner = CliRunner()
 
@@ -46,7 +47,7 @@ def test_untrained_lora_equals_the_frozen_tower():
 def test_teacher_and_text_get_no_gradient_and_lora_does():
     det = _dgs()
     opt = torch.optim.SGD(det.trainable_parameters(), lr=0.1)
-    det.training_step(_x(), torch.tensor([0, 1, 0, 1]), det.text_embeddings(["a photo"] * 4), opt)
+    training_step(det, _x(), torch.tensor([0, 1, 0, 1]), det.text_embeddings(["a photo"] * 4), opt)
     assert all(p.grad is None and not p.requires_grad for p in det.teacher.parameters())
     assert all(p.grad is None and not p.requires_grad for p in det.text.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in _lora(det).values())
@@ -61,7 +62,7 @@ def test_beta_zero_and_zero_text_gradient_is_plain_lora_finetuning():
                 p.normal_(std=0.05)
     plain = copy.deepcopy(det)
     x, y = _x(), torch.tensor([0.0, 1.0, 1.0, 0.0])
-    det.training_step(x, y, det.text_embeddings(["a photo"] * 4), torch.optim.SGD(det.trainable_parameters(), lr=0.5))
+    training_step(det, x, y, det.text_embeddings(["a photo"] * 4), torch.optim.SGD(det.trainable_parameters(), lr=0.5))
     opt = torch.optim.SGD([p for n, p in plain.named_parameters() if "lora_" in n or n.startswith("head.")], lr=0.5)
     opt.zero_grad()
     torch.nn.functional.binary_cross_entropy_with_logits(plain(x), y).backward()
@@ -82,7 +83,7 @@ def test_feature_distillation_ablation_pulls_toward_the_teacher():
     gap = lambda: float((det.student.encode(x).embed - det.teacher.encode(x).embed).pow(2).sum())  # noqa: E731
     with torch.no_grad():
         before = gap()
-    det.training_step(x, torch.tensor([0, 1, 0, 1]), det.text_embeddings(["a"] * 4),
+    training_step(det, x, torch.tensor([0, 1, 0, 1]), det.text_embeddings(["a"] * 4),
                       torch.optim.SGD(det.trainable_parameters(), lr=0.01))
     with torch.no_grad():
         assert gap() < before
@@ -126,7 +127,7 @@ def test_one_step_on_the_embedded_tower_with_the_true_text_architecture(embedded
     assert det.text.embed_dim == det.student.embed_dim == 512
     examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.jpg"))[:2]
     x = det.student.preprocess([read_image(p) for p in examples])
-    parts = det.training_step(x, torch.tensor([0, 1]), det.text_embeddings(["a photo of a dog", "a photo"]),
+    parts = training_step(det, x, torch.tensor([0, 1]), det.text_embeddings(["a photo of a dog", "a photo"]),
                               torch.optim.AdamW(det.trainable_parameters(), lr=1e-4))
     assert all(v > 0 for v in parts.values())
 
@@ -137,8 +138,8 @@ def test_text_embeddings_are_cached_per_tower(tmp_path, monkeypatch):
     calls = []
     real = det.text_embeddings
     monkeypatch.setattr(det, "text_embeddings", lambda caps: calls.append(list(caps)) or real(caps))
-    first = det.cached_text_embeddings(["a photo", "a cat", "a photo"])
-    again = det.cached_text_embeddings(["a cat", "a photo"])
+    first = cached_text_embeddings(det, ["a photo", "a cat", "a photo"])
+    again = cached_text_embeddings(det, ["a cat", "a photo"])
     assert calls == [["a cat", "a photo"]]  # each caption encoded once, ever
     assert torch.allclose(first["a cat"], again["a cat"])
     assert torch.allclose(first["a photo"], real(["a photo"])[0], atol=1e-5)  # batch padding: float noise only

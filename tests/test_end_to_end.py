@@ -173,7 +173,7 @@ def test_python_api_covers_every_command(run_dir, tiny_data, tmp_path):
 
 
 def test_clashing_detector_labels_take_their_parent_folder(tmp_path):
-    from aigi.cli import _unique_labels
+    from aigi.api import detector_labels as _unique_labels
 
     paths = []
     for parent in ("full-l2", "lora-crd", "lora-crd"):

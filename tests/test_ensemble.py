@@ -93,7 +93,7 @@ def test_build_detect_and_breakdown(runs, tiny_data, tmp_path):
 def test_siglip_so400m_and_clip_l14_experts_on_true_architectures(tmp_path):
     """The paper's expert backbones, random weights: build, save, ensemble, score two images."""
     from aigi.backbones import load_backbone
-    from aigi.detectors.univfd import UnivFDProbe
+    from aigi.methods.univfd import UnivFDProbe
 
     folders = {}
     for name, spec in (("siglip", "random:siglip-so400m-patch14-384"), ("clipl14", "random:clip-vit-l14")):

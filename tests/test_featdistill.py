@@ -10,11 +10,12 @@ import torch
 
 import aigi
 from aigi.backbones import load_backbone
-from aigi.detectors.base import load_detector_dir
-from aigi.detectors.featdistill import FeatDistillExpert
+from aigi.detectors.store import load_detector_dir
+from aigi.methods.featdistill.model import FeatDistillExpert
 from aigi.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from aigi.training.contrastive import NegativeQueue, ema_update, info_nce, momentum_at
-from aigi.training.distill import DISTILLATIONS, ContrastiveDistillation, PatchL2Distillation, epoch_order
+from aigi.methods.featdistill.contrastive import NegativeQueue, ema_update, info_nce, momentum_at
+from aigi.methods.featdistill.distillation import DISTILLATIONS, ContrastiveDistillation, PatchL2Distillation
+from aigi.methods.featdistill.trainer import epoch_order
 
 TINY = "random:tiny-clip@0"
 
@@ -155,7 +156,7 @@ def _perturb(det):
 
 def test_l2_distillation_is_zero_at_the_boundary_and_pulls_the_student_back():
     det = expert(tune="full", tuned_blocks=2)
-    dist = PatchL2Distillation(det, {})
+    dist = PatchL2Distillation(det)
     dist.begin()
     x = torch.randn(3, 3, 32, 32)
     prefix = det.prefix(x)
@@ -174,7 +175,7 @@ def test_l2_distillation_is_zero_at_the_boundary_and_pulls_the_student_back():
 
 def test_contrastive_teacher_follows_the_student_by_the_momentum():
     det = expert(tune="lora", tuned_blocks=2, crd={"queue": 8, "dim": 4, "hidden": 8, "m_base": 0.5, "m_max": 0.5})
-    dist = ContrastiveDistillation(det, {})
+    dist = ContrastiveDistillation(det)
     dist.begin()
     teacher, student = dist._pairs()
     assert all(torch.equal(t, s) for t, s in zip(teacher, student))
@@ -392,7 +393,7 @@ def test_head_hidden_zero_is_a_linear_head():
 
 
 def test_a_tuned_stem_leaves_nothing_cacheable(tmp_path):
-    from aigi.training.feature_cache import FeatureCache
+    from aigi.features.cache import FeatureCache
 
     det = expert(tune="full", tuned_blocks="all")
     cache = FeatureCache(det.model, root=tmp_path)

@@ -7,7 +7,7 @@ import torch
 
 from aigi.backbones import load_backbone
 from aigi.data.io import read_image
-from aigi.training.feature_cache import FeatureCache, FeatureStore
+from aigi.features.cache import FeatureCache, FeatureStore
 
 from .conftest import write_split
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import aigi
 from aigi.backbones import load_backbone
 from aigi.cli import app
-from aigi.detectors.ltd import LTDDetector
+from aigi.methods.ltd.model import LTDDetector
 
 
 def _ltd(**kw) -> LTDDetector:
@@ -175,7 +175,8 @@ def test_every_shipped_ltd_recipe_builds():
 
     from aigi.backbones import ARCHITECTURES
     from aigi.config import load_yaml
-    from aigi.training.run import build_detector, with_defaults
+    from aigi.config.recipe import load_recipe
+    from aigi.training.run import build_detector
 
     by_hub = {a.hub_id: a for a in ARCHITECTURES.values() if a.family == "clip"}
     by_hub["embedded"] = ARCHITECTURES["clip-vit-b16"]
@@ -185,10 +186,11 @@ def test_every_shipped_ltd_recipe_builds():
     assert len(configs) >= 12
     seen = set()
     for path in configs:
-        cfg = with_defaults(load_yaml(path))
+        recipe = load_recipe(load_yaml(path))
+        cfg = recipe.as_dict()
         assert cfg["detector"] == "ltd"
         arch = by_hub[cfg["backbone"]].make_config()  # the true architecture's size, nothing downloaded
-        det = build_detector(cfg, SimpleNamespace(num_layers=arch.num_hidden_layers, width=arch.hidden_size))
+        det = build_detector(recipe, SimpleNamespace(num_layers=arch.num_hidden_layers, width=arch.hidden_size))
         det.params()
         seen.add((det.branches, det.position_encoding, det.fixed_start, det.n))
     assert {n for *_, n in seen} >= set(range(3, 10))

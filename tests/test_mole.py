@@ -15,7 +15,7 @@ import aigi
 from aigi.api import describe
 from aigi.backbones import load_backbone
 from aigi.cli import app
-from aigi.detectors.mole import MoLEDetector
+from aigi.methods.mole.model import MoLEDetector
 
 
 def _x(n=2, seed=0):
@@ -140,14 +140,14 @@ def test_every_shipped_mole_recipe_builds():
     from pathlib import Path
 
     from aigi.config import load_yaml
-    from aigi.training.run import with_defaults
+    from aigi.config.recipe import load_recipe
 
     root = Path(__file__).resolve().parents[1] / "configs"
     paths = sorted(root.glob("mole*.yaml")) + sorted((root / "mole-ablations").glob("*.yaml"))
     assert len(paths) >= 28
     variants = set()
     for path in paths:
-        cfg = with_defaults(load_yaml(path))
+        cfg = load_recipe(load_yaml(path)).as_dict()
         assert cfg["detector"] == "mole" and cfg["train"]["lr"] == 6e-4
         assert cfg["augment"]["blur_prob"] == cfg["augment"]["jpeg_prob"] == 0.1
         params = dict(cfg["params"])
@@ -178,7 +178,7 @@ def test_export_with_merged_shared_experts(tmp_path):
 
 
 def test_features_behind_adapters_are_never_cached(tmp_path):
-    from aigi.training.feature_cache import FeatureCache
+    from aigi.features.cache import FeatureCache
 
     det = MoLEDetector("random:tiny-clip", adapted_blocks=2)
     cache = FeatureCache(det.backbone, root=tmp_path)

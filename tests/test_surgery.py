@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from aigi.training.surgery import (orthogonal_suppression, per_sample_embedding_grad, prior_alignment,
+from aigi.methods.dgs.surgery import (orthogonal_suppression, per_sample_embedding_grad, prior_alignment,
                                    surgered_gradient)
 
 

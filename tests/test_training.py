@@ -5,14 +5,15 @@ import pytest
 
 from aigi.config import ConfigError
 from aigi.data.datasets import load_dataset
-from aigi.training.run import split_validation, train, with_defaults
+from aigi.config.recipe import load_recipe
+from aigi.training.run import split_validation, train
 
 
 def test_defaults_fill_and_unknown_keys_rejected():
-    cfg = with_defaults({"detector": "univfd", "train": {"lr": 0.5}})
-    assert cfg["train"]["lr"] == 0.5 and cfg["train"]["epochs"] == 50 and cfg["backbone"] == "embedded"
+    cfg = load_recipe({"detector": "univfd", "train": {"lr": 0.5}})
+    assert cfg.train.lr == 0.5 and cfg.train.epochs == 50 and cfg.backbone == "embedded"
     with pytest.raises(ConfigError, match="unknown config keys: tarin"):
-        with_defaults({"tarin": {}})
+        load_recipe({"tarin": {}})
 
 
 def test_split_validation_is_stratified_disjoint_and_seeded(tiny_data):
@@ -43,6 +44,6 @@ def test_train_requires_training_data(tmp_path):
 
 
 def test_bad_detector_params_named(tiny_data, tmp_path):
-    with pytest.raises(ConfigError, match="bad params"):
+    with pytest.raises(ConfigError, match=r"unknown config keys: params\.nonsense"):
         train({"detector": "univfd", "backbone": "random:tiny-clip", "params": {"nonsense": 1},
                "data": {"train": str(tiny_data / "train")}, "output": str(tmp_path / "r")}, echo=None)

@@ -3,21 +3,23 @@
     >>> import aigi
     >>> detector = aigi.load_detector()            # the shipped UnivFD probe
     >>> [p.prob_fake for p in detector.predict(["photo.jpg"])]
+
+Every function of :mod:`aigi.api` is here (``aigi.train``, ``aigi.evaluate``,
+``aigi.compare``, ``aigi.robustness``, ``aigi.detect``…). Importing aigi stays
+light: torch loads on the first call that needs it.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from .api import *  # noqa: F403  (light: each function imports what it needs when called)
+from .api import __all__ as _API
+
 __version__ = "0.1.0"
-_API = ("load_detector", "train", "evaluate", "describe", "calibrate", "export", "robustness", "ensemble")
-__all__ = ["__version__", "load_backbone", "Detector", "Prediction", *_API]
+__all__ = ["__version__", "load_backbone", "Detector", "Prediction", *_API]  # noqa: F405
 
 
-def __getattr__(name: str) -> Any:  # keep `import aigi` light: torch loads on first use
-    if name in _API:
-        from . import api
-
-        return getattr(api, name)
+def __getattr__(name: str) -> Any:
     if name == "load_backbone":
         from .backbones import load_backbone
 

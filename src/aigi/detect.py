@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .detectors.base import Detector, Prediction
+from .errors import InputError
 
 FIELDS = ["path", "prob_fake", "verdict", "error"]
 
@@ -22,7 +23,7 @@ def _output_format(out: Path) -> str:
         return "jsonl"
     if suffix == ".csv":
         return "csv"
-    raise ValueError(f"{out}: output must end in .jsonl or .csv")
+    raise InputError(f"{out}: output must end in .jsonl or .csv")
 
 
 def read_records(out: Path) -> list[dict]:

@@ -16,7 +16,10 @@ def cache_dir() -> Path:
     return root
 
 
-def feature_cache_dir() -> Path:
-    """``$AIGI_FEATURE_CACHE`` if set (tests point it at a temporary folder), else ``<cache>/features``."""
+def feature_cache_dir(override: str | Path | None = None) -> Path:
+    """The one feature-cache root: ``override`` (a recipe's ``features.cache_dir``, ``--cache-dir``),
+    else ``$AIGI_FEATURE_CACHE`` (tests point it at a temporary folder), else ``<cache>/features``."""
+    if override:
+        return Path(override).expanduser()
     explicit = os.environ.get("AIGI_FEATURE_CACHE")
     return Path(explicit).expanduser() if explicit else cache_dir() / "features"

@@ -1,4 +1,4 @@
-"""Name → implementation tables for detectors, backbones, datasets and degradations.
+"""Name → implementation tables: detectors, backbone architectures, trainers, method reports.
 
 Entries are registered either eagerly (a decorator on the class) or lazily as a
 ``"module:attribute"`` string, so that importing :mod:`aigi` never imports an
@@ -9,10 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
+from .errors import AigiError
+
 T = TypeVar("T")
 
 
-class RegistryError(KeyError):
+class RegistryError(AigiError, KeyError):
     """Unknown or duplicate name; the message lists what is available."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want plain text
@@ -62,12 +64,24 @@ class Registry(Generic[T]):
 
 DETECTORS: Registry[Any] = Registry("detector")
 BACKBONES: Registry[Any] = Registry("backbone architecture")
+TRAINERS: Registry[Any] = Registry("trainer")  # name → fn(detector, train samples, val samples, TrainContext) → summary
+REPORTS: Registry[Any] = Registry("report")  # detector name → fn(detector, folder, val features, labels, history) → files
 
-# Lazy entries: the module is imported on first use only.
-DETECTORS.register("univfd", "aigi.detectors.univfd:UnivFDProbe")
-DETECTORS.register("univfd-knn", "aigi.detectors.univfd:UnivFDNearestNeighbour")
-DETECTORS.register("ltd", "aigi.detectors.ltd:LTDDetector")
-DETECTORS.register("mole", "aigi.detectors.mole:MoLEDetector")
+# Built-in entries, lazy: a method's module is imported the first time its name is asked for.
+# A new method adds its lines here, or registers itself from its own module (see tests/test_extension.py).
+DETECTORS.register("univfd", "aigi.methods.univfd:UnivFDProbe")
+DETECTORS.register("univfd-knn", "aigi.methods.univfd:UnivFDNearestNeighbour")
+DETECTORS.register("ltd", "aigi.methods.ltd.model:LTDDetector")
+DETECTORS.register("mole", "aigi.methods.mole.model:MoLEDetector")
+DETECTORS.register("dgs", "aigi.methods.dgs.model:DGSDetector")
+DETECTORS.register("featdistill", "aigi.methods.featdistill.model:FeatDistillExpert")
 DETECTORS.register("ensemble", "aigi.detectors.ensemble:EnsembleDetector")
-DETECTORS.register("dgs", "aigi.detectors.dgs:DGSDetector")
-DETECTORS.register("featdistill", "aigi.detectors.featdistill:FeatDistillExpert")
+
+TRAINERS.register("features", "aigi.training.features:train_features")
+TRAINERS.register("pixels", "aigi.training.pixels:train_pixels")
+TRAINERS.register("bank", "aigi.methods.univfd:fit_bank")
+TRAINERS.register("two_stage", "aigi.methods.featdistill.trainer:train_two_stage")
+TRAINERS.register("dgs", "aigi.methods.dgs.trainer:train_dgs")
+
+REPORTS.register("ltd", "aigi.methods.ltd.report:write_report")
+REPORTS.register("mole", "aigi.methods.mole.report:write_report")

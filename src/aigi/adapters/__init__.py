@@ -1,5 +1,5 @@
-"""Adapters that make a frozen backbone trainable at low cost: LoRA and the mixture of LoRA experts."""
+"""LoRA, the one low-rank adapter every method shares (a method's own adapters, such
+as CLIPMoLE's routed mixture, live in its folder under :mod:`aigi.methods`)."""
 from .lora import LoRA, LoRALinear
-from .mole import MixtureOfLoRAExperts, MLPWithExperts, RoutingStats
 
-__all__ = ["LoRA", "LoRALinear", "MixtureOfLoRAExperts", "MLPWithExperts", "RoutingStats"]
+__all__ = ["LoRA", "LoRALinear"]

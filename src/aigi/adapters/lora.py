@@ -10,6 +10,8 @@ import math
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 
 class LoRA(nn.Module):
     """The bypass alone: ``x [.., d_in] → (α/r) B A x [.., d_out]``."""
@@ -17,7 +19,7 @@ class LoRA(nn.Module):
     def __init__(self, in_features: int, out_features: int, rank: int, alpha: float | None = None) -> None:
         super().__init__()
         if rank < 1:
-            raise ValueError(f"LoRA rank must be ≥ 1, got {rank}")
+            raise InputError(f"LoRA rank must be ≥ 1, got {rank}")
         self.rank = int(rank)
         self.alpha = float(alpha if alpha is not None else rank)  # α = r: scale 1, as methods.md fixes
         self.scale = self.alpha / self.rank

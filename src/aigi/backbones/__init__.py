@@ -18,9 +18,16 @@ from typing import Callable
 
 import torch
 
+from ..errors import InputError
 from ..registry import BACKBONES
 from .base import BackboneOutput, VisionBackbone
-from .clip import ClipTextBackbone, ClipVisionBackbone, HashTokenizer, clip_text_config, clip_vision_config
+from .clip import (
+    ClipTextBackbone,
+    ClipVisionBackbone,
+    HashTokenizer,
+    clip_text_config,
+    clip_vision_config,
+)
 from .preprocess import CLIP_MEAN, CLIP_STD, PreprocessSpec, preprocess
 from .siglip import SIGLIP_MEAN, SIGLIP_STD, SiglipVisionBackbone, siglip_vision_config
 
@@ -62,7 +69,11 @@ _VISION_CLASSES = {"clip": ClipVisionBackbone, "siglip": SiglipVisionBackbone}
 
 
 def _model_class(family: str):
-    from transformers import CLIPTextModelWithProjection, CLIPVisionModelWithProjection, SiglipVisionModel
+    from transformers import (
+        CLIPTextModelWithProjection,
+        CLIPVisionModelWithProjection,
+        SiglipVisionModel,
+    )
 
     return {"clip": CLIPVisionModelWithProjection, "siglip": SiglipVisionModel, "clip-text": CLIPTextModelWithProjection}[family]
 
@@ -89,7 +100,7 @@ def _pretrained_family(source: str) -> tuple[str, dict]:
         return "clip", cfg.to_dict()
     if kind in ("siglip", "siglip_vision_model", "siglip2", "siglip2_vision_model"):
         return "siglip", cfg.to_dict()
-    raise ValueError(f"{source}: model type '{kind}' is not a CLIP or SigLIP model")
+    raise InputError(f"{source}: model type '{kind}' is not a CLIP or SigLIP model")
 
 
 def _pretrained_preprocess(source: str, family: str) -> PreprocessSpec:
@@ -143,7 +154,7 @@ def load_backbone(spec: str = DEFAULT_BACKBONE, device: str | torch.device = "cp
         arch_name, seed = _parse_random(spec)
         arch, model = _random_model(arch_name, seed)
         if arch.family not in _VISION_CLASSES:
-            raise ValueError(f"{spec}: '{arch_name}' is a text tower; use load_text_backbone")
+            raise InputError(f"{spec}: '{arch_name}' is a text tower; use load_text_backbone")
         backbone = _VISION_CLASSES[arch.family](model, arch.preprocess, f"random:{arch_name}@{seed}", spec)
     else:
         source = _strip_hf(spec)
@@ -165,7 +176,7 @@ def random_equivalent(spec: str) -> str:
     for name, arch in ARCHITECTURES.items():
         if arch.hub_id == _strip_hf(spec) and arch.family != "clip-text":
             return f"random:{name}"
-    raise ValueError(f"{spec}: no known architecture to size it with random weights (known hub ids: "
+    raise InputError(f"{spec}: no known architecture to size it with random weights (known hub ids: "
                      + ", ".join(sorted({a.hub_id for a in ARCHITECTURES.values() if a.hub_id})) + ")")
 
 
@@ -176,7 +187,7 @@ def load_text_backbone(spec: str, device: str | torch.device = "cpu") -> ClipTex
         arch_name, seed = _parse_random(spec)
         arch, model = _random_model(arch_name, seed)
         if arch.family != "clip-text":
-            raise ValueError(f"{spec}: '{arch_name}' is not a text tower")
+            raise InputError(f"{spec}: '{arch_name}' is not a text tower")
         cfg = model.config
         tok = HashTokenizer(cfg.vocab_size, cfg.max_position_embeddings, cfg.bos_token_id, cfg.eos_token_id)
         return ClipTextBackbone(model, tok, f"random:{arch_name}@{seed}", spec).to(device).eval()

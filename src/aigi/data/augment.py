@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
+from ..errors import InputError
+
 
 @dataclass(frozen=True)
 class BlurJpegAugment:
@@ -79,7 +81,7 @@ class DegradationPolicy:
 
         pool = [n for n in names() if n not in self.exclude and (not self.categories or get(n).category in self.categories)]
         if not pool:
-            raise ValueError(f"degradation policy selects no operation (categories {self.categories})")
+            raise InputError(f"degradation policy selects no operation (categories {self.categories})")
         return pool
 
     def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:

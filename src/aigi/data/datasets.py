@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..errors import InputError
 from .io import IMAGE_EXTENSIONS
 
 __all__ = ["LABEL_DIRS", "ImageDataset", "Sample", "load_dataset"]
@@ -92,7 +93,7 @@ class ImageDataset:
         added or removed. The original order is preserved.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+            raise InputError(f"n must be a non-negative integer, got {n!r}")
         groups: dict[tuple[str, int], list[int]] = {}
         for index, sample in enumerate(self.samples):
             groups.setdefault((sample.subset, sample.label), []).append(index)
@@ -111,17 +112,17 @@ def _parse_label(value: Any, where: str) -> int:
         return value
     if isinstance(value, str) and value.strip().lower() in _LABEL_WORDS:
         return _LABEL_WORDS[value.strip().lower()]
-    raise ValueError(f"{where}: unknown label {value!r} ({_LABEL_HINT})")
+    raise InputError(f"{where}: unknown label {value!r} ({_LABEL_HINT})")
 
 
 def _make_sample(row: dict[str, Any], base: Path, default_subset: str, where: str) -> Sample:
     raw_path = row.get("path")
     if raw_path is None or (isinstance(raw_path, str) and not raw_path.strip()):
-        raise ValueError(f"{where}: empty path")
+        raise InputError(f"{where}: empty path")
     if not isinstance(raw_path, str):
-        raise ValueError(f"{where}: path must be a string, got {raw_path!r}")
+        raise InputError(f"{where}: path must be a string, got {raw_path!r}")
     if "label" not in row or row["label"] is None or row["label"] == "":
-        raise ValueError(f"{where}: missing label ({_LABEL_HINT})")
+        raise InputError(f"{where}: missing label ({_LABEL_HINT})")
     label = _parse_label(row["label"], where)
     subset = row.get("subset")
     if subset is None or (isinstance(subset, str) and not subset.strip()):
@@ -138,11 +139,11 @@ def _read_csv(manifest: Path) -> list[Sample]:
     with open(manifest, newline="", encoding="utf-8-sig") as fp:
         reader = csv.DictReader(fp)
         if reader.fieldnames is None:
-            raise ValueError(f"{manifest}: empty manifest (expected a header with path,label)")
+            raise InputError(f"{manifest}: empty manifest (expected a header with path,label)")
         header = [(name or "").strip().lower() for name in reader.fieldnames]
         missing = [c for c in ("path", "label") if c not in header]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"{manifest}:1: missing required column(s) {', '.join(missing)} "
                 f"(header has: {', '.join(header)})"
             )
@@ -166,9 +167,9 @@ def _read_jsonl(manifest: Path) -> list[Sample]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{where}: invalid JSON ({err.msg})") from None
+                raise InputError(f"{where}: invalid JSON ({err.msg})") from None
             if not isinstance(row, dict):
-                raise ValueError(f"{where}: expected a JSON object with path and label")
+                raise InputError(f"{where}: expected a JSON object with path and label")
             samples.append(_make_sample(row, manifest.parent, manifest.stem, where))
     return samples
 
@@ -217,10 +218,10 @@ def load_dataset(path: str | os.PathLike[str], subset_depth: int = 1) -> ImageDa
     and is usually reported per generator, not per object class.
     """
     if isinstance(subset_depth, bool) or not isinstance(subset_depth, int) or subset_depth < 0:
-        raise ValueError(f"subset_depth must be a non-negative integer, got {subset_depth!r}")
+        raise InputError(f"subset_depth must be a non-negative integer, got {subset_depth!r}")
     root = Path(path)
     if not root.exists():
-        raise ValueError(f"dataset path does not exist: {root}")
+        raise InputError(f"dataset path does not exist: {root}")
     if root.is_file():
         suffix = root.suffix.lower()
         if suffix == ".csv":
@@ -228,9 +229,9 @@ def load_dataset(path: str | os.PathLike[str], subset_depth: int = 1) -> ImageDa
         elif suffix in _JSONL_SUFFIXES:
             samples = _read_jsonl(root)
         else:
-            raise ValueError(f"unsupported manifest type {suffix or root.name!r} for {root} (use .csv or .jsonl)")
+            raise InputError(f"unsupported manifest type {suffix or root.name!r} for {root} (use .csv or .jsonl)")
         if not samples:
-            raise ValueError(f"{root}: manifest has no rows")
+            raise InputError(f"{root}: manifest has no rows")
         name = root.stem
     else:
         samples, label_dirs = _scan_tree(root, subset_depth)
@@ -238,9 +239,9 @@ def load_dataset(path: str | os.PathLike[str], subset_depth: int = 1) -> ImageDa
             hint = ""
             if root.resolve().name.lower() in LABEL_DIRS:
                 hint = f" ({root} is itself a label folder; pass its parent)"
-            raise ValueError(f"no 0_real/1_fake (or real/fake, nature/ai) folders found under {root}{hint}")
+            raise InputError(f"no 0_real/1_fake (or real/fake, nature/ai) folders found under {root}{hint}")
         if not samples:
-            raise ValueError(f"no images found in the label folders under {root}")
+            raise InputError(f"no images found in the label folders under {root}")
         name = root.name or root.resolve().name
     samples.sort(key=lambda s: (s.subset, s.label, s.path.as_posix()))
     return ImageDataset(name, samples)

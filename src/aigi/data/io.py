@@ -22,6 +22,8 @@ from typing import IO, Iterable, Iterator, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import AigiError, InputError
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS_ENV",
@@ -62,7 +64,7 @@ _PILLOW_LIMIT_LOCK = threading.Lock()
 _FLOAT_TOLERANCE = 1e-3
 
 
-class ImageReadError(Exception):
+class ImageReadError(AigiError):
     """One image could not be turned into RGB pixels; ``cause`` says why in words."""
 
     def __init__(self, path: str, cause: str) -> None:
@@ -87,7 +89,7 @@ def _pixel_limit(max_pixels: int | None) -> int | None:
     """Explicit argument beats the environment beats Pillow's own default."""
     if max_pixels is not None:
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels <= 0:
-            raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+            raise InputError(f"max_pixels must be a positive integer, got {max_pixels!r}")
         return int(max_pixels)
     env = os.environ.get(MAX_PIXELS_ENV, "").strip()
     if env:
@@ -97,7 +99,7 @@ def _pixel_limit(max_pixels: int | None) -> int | None:
             value = 0
         if value <= 0:
             # A configuration mistake, not a property of one image: fail loudly.
-            raise ValueError(f"{MAX_PIXELS_ENV}={env!r} is not a positive integer")
+            raise InputError(f"{MAX_PIXELS_ENV}={env!r} is not a positive integer")
         return value
     return Image.MAX_IMAGE_PIXELS
 

@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from ..errors import InputError
 from ..registry import Registry
 from .datasets import LABEL_DIRS, ImageDataset, Sample, load_dataset
 from .io import IMAGE_EXTENSIONS
@@ -44,7 +45,7 @@ def _images(folder: Path) -> list[Path]:
 def _require_dir(root: Path) -> Path:
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"{root}: not a folder")
+        raise InputError(f"{root}: not a folder")
     return root
 
 
@@ -61,7 +62,7 @@ def _labelled_tree(root: Path, name: str, subset_of: Callable[[tuple[str, ...]],
         parts = Path(dirpath).parent.relative_to(root).parts
         samples += [Sample(p, label, subset_of(parts)) for p in _images(Path(dirpath))]
     if not samples:
-        raise ValueError(f"{root}: no labelled images found for suite '{name}'")
+        raise InputError(f"{root}: no labelled images found for suite '{name}'")
     return ImageDataset(name, sorted(samples, key=lambda s: (s.subset, s.label, str(s.path))))
 
 
@@ -112,21 +113,21 @@ def genimage(root: Path, split: str = "val", **_: object) -> ImageDataset:
             if folder.is_dir():
                 samples += [Sample(p, label, gen.name) for p in _images(folder)]
     if not samples:
-        raise ValueError(f"{root}: no <generator>/{split}/{{ai,nature}} folders (GenImage layout)")
+        raise InputError(f"{root}: no <generator>/{split}/{{ai,nature}} folders (GenImage layout)")
     return ImageDataset("genimage", samples)
 
 
 def _paired(root: Path, name: str, reals_dir: Path, fake_dirs: dict[str, Path]) -> ImageDataset:
     reals = _images(reals_dir) if reals_dir.is_dir() else []
     if not reals:
-        raise ValueError(f"{reals_dir}: no real images ({name} pairs every generator with these)")
+        raise InputError(f"{reals_dir}: no real images ({name} pairs every generator with these)")
     samples = []
     for gen, folder in sorted(fake_dirs.items()):
         fakes = _images(folder)
         if fakes:
             samples += [Sample(p, 0, gen) for p in reals] + [Sample(p, 1, gen) for p in fakes]
     if not samples:
-        raise ValueError(f"{root}: no generator folders with images ({name} layout)")
+        raise InputError(f"{root}: no generator folders with images ({name} layout)")
     return ImageDataset(name, samples)
 
 
@@ -153,5 +154,5 @@ def synthbuster(root: Path, reals: str | None = None, **_: object) -> ImageDatas
 def load_suite(root: str | Path, suite: str = "folder", **options: object) -> ImageDataset:
     """A benchmark tree as named subsets; ``suite`` picks the layout reader."""
     if not Path(root).exists():
-        raise ValueError(f"{root}: no such file or folder")
+        raise InputError(f"{root}: no such file or folder")
     return SUITES.get(suite)(Path(root), **options)

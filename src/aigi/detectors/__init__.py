@@ -1,4 +1,7 @@
-"""Detectors, one file per method, each registered by name in :mod:`aigi.registry`."""
-from .base import Detector, Prediction, load_detector_dir
+"""The detector contract: the base class, the shared base for detectors that carry
+a tuned backbone, the soft-voting ensemble and the store that loads them.
+Methods themselves live in :mod:`aigi.methods`."""
+from .base import Detector, Prediction
+from .store import load_detector, load_detector_dir, resolve_detector
 
-__all__ = ["Detector", "Prediction", "load_detector_dir"]
+__all__ = ["Detector", "Prediction", "load_detector", "load_detector_dir", "resolve_detector"]

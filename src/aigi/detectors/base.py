@@ -1,4 +1,4 @@
-"""The contract every detector implements, and what they share.
+"""The contract every detector implements.
 
 A detector maps images to one logit each (``p = sigmoid(logit)`` = probability
 that the image is AI-generated). Detectors whose backbone is frozen declare the
@@ -7,6 +7,10 @@ on cached features and never touch the backbone twice for the same image.
 Weights are saved as safetensors plus a JSON config, never as pickles; the
 backbone's own pretrained weights are not copied into a detector's folder, its
 spec string is stored instead.
+
+A detector names its trainer (``trainer``, a key of :data:`aigi.registry.TRAINERS`);
+how it is trained lives there, not here. Its params schema is its constructor
+(:meth:`Detector.params_schema`), so recipes are checked against it.
 """
 from __future__ import annotations
 
@@ -16,12 +20,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from ..backbones import DEFAULT_BACKBONE, VisionBackbone, load_backbone
 from ..data.io import ImageReadError, read_image
-from ..registry import DETECTORS
+from ..errors import InputError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -46,11 +50,12 @@ class Prediction:
 
 
 class Detector(nn.Module):
-    """Base class: subclasses set ``name`` and ``feature_key`` and implement
+    """Base class: subclasses set ``name``, ``feature_key`` and ``trainer`` and implement
     :meth:`head_from_features` (frozen-feature detectors) or :meth:`forward`."""
 
     name: ClassVar[str] = "detector"
     feature_key: ClassVar[str | None] = "embed"
+    trainer: ClassVar[str] = "features"  # the TRAINERS entry `aigi train` runs for this detector
     embeds_backbone: ClassVar[bool] = False  # True: adapters live inside the backbone, which is then passed in loaded
     resumable: ClassVar[bool] = False  # True: its trainer checkpoints and `aigi train --resume` continues a run
 
@@ -66,6 +71,13 @@ class Detector(nn.Module):
     def params(self) -> dict[str, Any]:
         """Constructor arguments besides backbone/threshold (JSON-serialisable)."""
         return {}
+
+    @classmethod
+    def params_schema(cls) -> type:
+        """The ``params:`` a recipe may give: a dataclass made from the constructor's signature."""
+        from ..config.checked import signature_dataclass
+
+        return signature_dataclass(cls.__init__, f"{cls.__name__}Params", skip=("backbone", "threshold"))
 
     @classmethod
     def backbone_params(cls, backbone: VisionBackbone) -> dict[str, Any]:
@@ -103,8 +115,10 @@ class Detector(nn.Module):
         return self._backbone
 
     def attach_backbone(self, backbone: VisionBackbone) -> None:
-        """Reuse an already loaded backbone (it must match the spec)."""
-        object.__setattr__(self, "_backbone", backbone.freeze())
+        """Reuse an already loaded backbone (it must match the spec); a detector that
+        already holds one (its own, adapted) keeps it."""
+        if self._backbone is None:
+            object.__setattr__(self, "_backbone", backbone.freeze())
 
     # ---- computation --------------------------------------------------------------
     def head_from_features(self, features: torch.Tensor) -> torch.Tensor:
@@ -142,13 +156,6 @@ class Detector(nn.Module):
         """Which frozen output can be cached (None: the whole network trains)."""
         return self.feature_key
 
-    def fit_features(self, train: torch.Tensor, train_labels: torch.Tensor, val: torch.Tensor | None,
-                     val_labels: torch.Tensor | None, settings: dict[str, Any], log) -> dict[str, Any]:
-        """Train the head on cached features (gradient descent by default)."""
-        from ..training.probe import train_head
-
-        return train_head(self, train, train_labels, val, val_labels, settings, log)
-
     # ---- training hooks (no-ops unless a method needs them) --------------------------
     def on_train_progress(self, fraction: float) -> None:
         """Called before every optimisation step with the share of training done."""
@@ -157,15 +164,14 @@ class Detector(nn.Module):
         """Extra per-epoch values for the training history (e.g. a selection distribution)."""
         return {}
 
-    def write_report(self, folder: Path, features: torch.Tensor, labels: torch.Tensor,
-                     history: list[dict[str, Any]]) -> list[Path]:
-        """Method-specific tables and plots for the run folder, from validation features."""
-        return []
+    def merge_for_inference(self) -> None:
+        """Fold trainable adapters into dense weights for deployment (``aigi export --merge``)."""
+        raise InputError(f"detector '{self.name}' has no adapters to merge")
 
     # ---- inference ----------------------------------------------------------------
     def to_probability(self, logits: torch.Tensor) -> torch.Tensor:
         """P(fake) from raw logits, through the stored calibration if any."""
-        from ..eval.calibration import apply
+        from .calibration import apply
 
         return torch.sigmoid(apply(logits.float(), self.calibration))
 
@@ -178,6 +184,12 @@ class Detector(nn.Module):
 
     def probabilities_from_features(self, features: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         return self.to_probability(self.logits_from_features(features, batch_size))
+
+    def dataset_probabilities(self, evaluate_member) -> tuple[dict[int, float], list, dict[str, dict[int, float]]]:
+        """P(fake) per dataset index, the errors, and per-expert scores (none but an ensemble's):
+        ``evaluate_member(detector)`` scores one detector through its own (cached) path."""
+        scores, errors = evaluate_member(self)
+        return scores, errors, {}
 
     def verdict(self, prob: float) -> str:
         return "fake" if prob >= self.threshold else "real"
@@ -234,18 +246,4 @@ class Detector(nn.Module):
         det.metadata = dict(config.get("metadata", {}))
         det.calibration = config.get("calibration")
         return det
-
-
-def load_detector_dir(folder: str | Path, device: str | torch.device = "cpu") -> Detector:
-    """Rebuild a detector from ``config.json`` + ``model.safetensors``."""
-    folder = Path(folder)
-    cfg_path = folder / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{folder}: no {CONFIG_FILE} (not a saved detector)")
-    config = json.loads(cfg_path.read_text())
-    cls = DETECTORS.get(config["detector"])
-    det = cls.from_config(config)
-    det.load_saved_state(load_file(str(folder / WEIGHTS_FILE)))
-    det.loaded_from(folder)
-    return det.to(device).eval()
 

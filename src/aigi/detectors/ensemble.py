@@ -14,7 +14,9 @@ from typing import Any, Sequence
 
 import torch
 
-from .base import CONFIG_FILE, Detector, Prediction, load_detector_dir
+from ..errors import InputError
+from .base import CONFIG_FILE, Detector, Prediction
+from .store import load_detector_dir, resolve_detector
 
 MEMBERS_DIR = "members"
 
@@ -27,11 +29,11 @@ class EnsembleDetector(Detector):
                  weights: Sequence[float] | None = None, root: str | None = None) -> None:
         super().__init__(backbone, threshold)
         if not members:
-            raise ValueError("an ensemble needs at least one member")
+            raise InputError("an ensemble needs at least one member")
         self.member_names = list(members)
         w = [1.0] * len(self.member_names) if weights is None else [float(x) for x in weights]
         if len(w) != len(self.member_names) or any(x < 0 for x in w) or sum(w) <= 0:
-            raise ValueError(f"weights {w} must be non-negative, not all zero, one per member")
+            raise InputError(f"weights {w} must be non-negative, not all zero, one per member")
         self.weights = w
         self.root = root
         self._members: dict[str, Detector] = {}
@@ -99,8 +101,6 @@ class EnsembleDetector(Detector):
     def from_detectors(cls, members: dict[str, str | Path], weights: Sequence[float] | None = None,
                        out: str | Path | None = None) -> "EnsembleDetector":
         """Assemble saved detectors (folders); with ``out`` the ensemble is written there."""
-        from ..api import resolve_detector
-
         det = cls(members=list(members), weights=weights)
         if out is not None:
             out = Path(out)

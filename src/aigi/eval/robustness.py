@@ -6,6 +6,7 @@ a rerun, does not encode the degraded images again.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -29,7 +30,8 @@ def degradation_transform(name: str, severity: float, seed: int = 0):
 
 
 def sweep(detector: Detector, ds: ImageDataset, ops: Sequence[str], severities: Sequence[float], seed: int = 0,
-          batch_size: int = 32, use_cache: bool = True, progress_factory=None) -> tuple[list[dict[str, Any]], Any]:
+          batch_size: int = 32, use_cache: bool = True, progress_factory=None,
+          cache_root: str | Path | None = None) -> tuple[list[dict[str, Any]], Any]:
     """One row per (operation, severity, subset) with every metric, and the clean
     evaluation (severity 0 is always run: it is every curve's reference)."""
     severities = sorted({0.0, *map(float, severities)})
@@ -46,7 +48,7 @@ def sweep(detector: Detector, ds: ImageDataset, ops: Sequence[str], severities: 
                 result = evaluate(detector, ds, use_cache=use_cache, batch_size=batch_size,
                                   progress=bar.update if bar else None,
                                   transform=None if severity == 0 else degradation_transform(name, severity, seed),
-                                  transform_id=f"{name}:{severity:g}:{seed}")
+                                  transform_id=f"{name}:{severity:g}:{seed}", cache_root=cache_root)
                 if bar:
                     bar.close()
                 if severity == 0:

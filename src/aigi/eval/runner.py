@@ -15,7 +15,8 @@ from typing import Any
 
 from ..data.datasets import ImageDataset
 from ..detectors.base import Detector
-from ..training.feature_cache import FeatureCache
+from ..errors import InputError
+from ..features import FeatureCache
 from .metrics import bootstrap_mean_ci, mean_over, score
 
 TABLE_COLUMNS = [("ap", "AP"), ("auc", "AUC"), ("acc_real@0.5", "real@.5"), ("acc_fake@0.5", "fake@.5"),
@@ -42,27 +43,28 @@ class EvalResult:
 
 
 def cached_logits(detector: Detector, ds: ImageDataset, batch_size: int = 32, progress=None,
-                  transform=None, transform_id: str = ""):
+                  transform=None, transform_id: str = "", cache_root: str | Path | None = None):
     """Raw logits of the readable images through the feature cache: (logits, kept indices, errors)."""
     key = detector.cache_point()
-    res = FeatureCache(detector.backbone).extract(ds.paths, keys=(key,), batch_size=batch_size, progress=progress,
+    res = FeatureCache(detector.backbone, root=cache_root).extract(ds.paths, keys=(key,), batch_size=batch_size, progress=progress,
                                                   transform=transform, transform_id=transform_id)
     return detector.logits_from_features(res.features[key]), res.kept, res.errors
 
 
-def detector_logits(detector: Detector, ds: ImageDataset, batch_size: int = 32):
+def detector_logits(detector: Detector, ds: ImageDataset, batch_size: int = 32,
+                    cache_root: str | Path | None = None):
     """Logits and labels of the readable images (what calibration is fitted on)."""
     import torch
 
-    logits, kept, _ = cached_logits(detector, ds, batch_size)
+    logits, kept, _ = cached_logits(detector, ds, batch_size, cache_root=cache_root)
     return logits, torch.tensor([ds.samples[i].label for i in kept], dtype=torch.float32)
 
 
 def _probabilities(detector: Detector, ds: ImageDataset, use_cache: bool, batch_size: int, progress,
-                   transform=None, transform_id: str = ""):
+                   transform=None, transform_id: str = "", cache_root: str | Path | None = None):
     """P(fake) for each readable sample; frozen detectors go through the feature cache."""
     if use_cache and detector.cache_point() is not None:
-        logits, kept, errors = cached_logits(detector, ds, batch_size, progress, transform, transform_id)
+        logits, kept, errors = cached_logits(detector, ds, batch_size, progress, transform, transform_id, cache_root)
         return dict(zip(kept, detector.to_probability(logits).tolist())), errors
     inputs = ds.paths if transform is None else [_transformed(p, transform) for p in ds.paths]
     preds = detector.predict(inputs, batch_size=batch_size, progress=progress)
@@ -88,7 +90,7 @@ def _rows(ds: ImageDataset, scores: dict[int, float], threshold: float, bootstra
             ys.append(s.label)
             ps.append(float(scores[i]))
     if not per_subset:
-        raise ValueError(f"{ds.name}: no readable image to evaluate")
+        raise InputError(f"{ds.name}: no readable image to evaluate")
     rows = {name: score(ys, ps, threshold, bootstrap=bootstrap) for name, (ys, ps) in sorted(per_subset.items())}
     subset_rows = list(rows.values())
     rows["all"] = score([y for ys, _ in per_subset.values() for y in ys],
@@ -101,13 +103,13 @@ def _rows(ds: ImageDataset, scores: dict[int, float], threshold: float, bootstra
 
 
 def evaluate(detector: Detector, ds: ImageDataset, use_cache: bool = True, batch_size: int = 32,
-             progress=None, bootstrap: int = 0, transform=None, transform_id: str = "") -> EvalResult:
-    expert_scores: dict[str, dict[int, float]] = {}
-    if hasattr(detector, "dataset_probabilities"):  # an ensemble: each expert through its own cache
-        scores, errors, expert_scores = detector.dataset_probabilities(
-            lambda member: _probabilities(member, ds, use_cache, batch_size, None, transform, transform_id))
-    else:
-        scores, errors = _probabilities(detector, ds, use_cache, batch_size, progress, transform, transform_id)
+             progress=None, bootstrap: int = 0, transform=None, transform_id: str = "",
+             cache_root: str | Path | None = None) -> EvalResult:
+    """Every metric per subset, pooled and averaged; an ensemble also per expert, each expert
+    through its own (cached) path."""
+    scores, errors, expert_scores = detector.dataset_probabilities(
+        lambda member: _probabilities(member, ds, use_cache, batch_size, progress if member is detector else None,
+                                      transform, transform_id, cache_root))
     predictions = []
     for i, s in enumerate(ds.samples):
         p = scores.get(i)

@@ -16,11 +16,13 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..errors import AigiError
+
 TENSORS_FILE = "state.safetensors"
 META_FILE = "state.json"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(AigiError, RuntimeError):
     """A checkpoint that cannot be resumed from; the message names the folder."""
 
 

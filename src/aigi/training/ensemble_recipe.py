@@ -29,11 +29,15 @@ from typing import Any, Callable
 import torch
 
 from ..config import ENSEMBLE_KEYS, ConfigError, merge
+from ..config.recipe import load_recipe
 from ..detectors.base import CONFIG_FILE
+from ..detectors.ensemble import EnsembleDetector
 from ..eval.metrics import score, tune_threshold
 
+
 def expert_configs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each expert's full recipe: the shared sections, then its own on top, output under the ensemble's."""
+    """Each expert's full recipe: the shared sections, then its own on top, output under the ensemble's.
+    Every expert's recipe is checked here, so a typo in the last one fails before the first trains."""
     experts = config.get("experts")
     if not isinstance(experts, dict) or not experts:
         raise ConfigError("experts must map names to recipes")
@@ -44,6 +48,14 @@ def expert_configs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if not isinstance(recipe, dict):
             raise ConfigError(f"expert '{name}': recipe must be a mapping or a YAML path, not {recipe!r}")
         result[name] = {**merge(shared, recipe), "output": str(out / "experts" / name)}
+        try:
+            load_recipe(result[name])
+        except ConfigError as exc:
+            raise ConfigError(f"expert '{name}': {exc}") from None
+    weights = config.get("weights")
+    if weights is not None and (not isinstance(weights, list) or len(weights) != len(result)
+                                or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)):
+        raise ConfigError(f"weights must be a list of {len(result)} numbers, one per expert, not {weights!r}")
     return result
 
 
@@ -54,12 +66,11 @@ def _val_probabilities(run: Path) -> dict[str, tuple[int, float]]:
 
 def train_ensemble(config: dict[str, Any], train_one: Callable[..., Path], progress_factory=None,
                    echo: Callable[[str], None] | None = print) -> Path:
-    from ..detectors.ensemble import EnsembleDetector
-
     say = echo or (lambda _m: None)
     out = Path(str(config.get("output") or "runs/ensemble"))
     runs: dict[str, Path] = {}
-    for name, cfg in expert_configs(config).items():
+    configs = expert_configs(config)  # all checked before the first expert trains
+    for name, cfg in configs.items():
         run = Path(cfg["output"])
         resume = bool((cfg.get("train") or {}).get("resume"))
         if resume and (run / "detector" / CONFIG_FILE).is_file() and (run / "val_predictions.csv").is_file():

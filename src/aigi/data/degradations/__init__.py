@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from ...errors import InputError
 from ...registry import Registry
 
 DegradationFn = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
@@ -27,7 +28,7 @@ class Degradation:
 
     def __call__(self, image: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
         if not 0.0 <= severity <= 1.0:
-            raise ValueError(f"{self.name}: severity {severity} outside [0, 1]")
+            raise InputError(f"{self.name}: severity {severity} outside [0, 1]")
         if severity == 0:
             return image
         out = self.fn(image, float(severity), rng)
@@ -59,7 +60,16 @@ CATEGORIES = ("blur", "noise", "compression", "resampling", "colour", "geometry"
 
 
 def _load_all() -> None:
-    from . import blur, colour, compression, enhancement, geometry, noise, resampling, social  # noqa: F401
+    from . import (  # noqa: F401
+        blur,
+        colour,
+        compression,
+        enhancement,
+        geometry,
+        noise,
+        resampling,
+        social,
+    )
 
 
 def parse_ops(spec: str) -> list[tuple[str, float | None]]:

@@ -14,6 +14,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from ...errors import InputError
+
 
 def momentum_at(step: int, total: int, m_base: float, m_max: float) -> float:
     """``m = m_max − (m_max − m_base) · (cos(π · step / total) + 1) / 2``."""
@@ -40,7 +42,7 @@ class NegativeQueue(nn.Module):
     def __init__(self, size: int, dim: int) -> None:
         super().__init__()
         if size < 1:
-            raise ValueError(f"queue size must be ≥ 1, got {size}")
+            raise InputError(f"queue size must be ≥ 1, got {size}")
         self.size = int(size)
         self.register_buffer("buffer", torch.zeros(self.size, dim))
         self.register_buffer("pointer", torch.zeros((), dtype=torch.long))  # next slot to overwrite

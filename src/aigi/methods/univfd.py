@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from ..backbones import DEFAULT_BACKBONE
-from .base import Detector
+from ..detectors import Detector
+from ..errors import InputError
 
 
 class UnivFDProbe(Detector):
@@ -49,6 +50,7 @@ class UnivFDNearestNeighbour(Detector):
 
     name = "univfd-knn"
     feature_key = "embed"
+    trainer = "bank"  # no gradient training: the banks are the training embeddings
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, threshold: float = 0.5, embed_dim: int = 512,
                  k: int = 1, temperature: float = 0.02, bank_size: int = 0) -> None:
@@ -77,11 +79,17 @@ class UnivFDNearestNeighbour(Detector):
         fake = self.bank_labels.bool()
         return (top(fake) - top(~fake)) / self.temperature
 
-    def fit_features(self, train, train_labels, val, val_labels, settings, log) -> dict[str, Any]:
+    def fill_banks(self, train: torch.Tensor, train_labels: torch.Tensor) -> None:
         labels = train_labels.to(torch.uint8)
         if labels.min() == labels.max():
-            raise ValueError("univfd-knn needs both real and fake training images")
+            raise InputError("univfd-knn needs both real and fake training images")
         self.bank = nn.functional.normalize(train.float(), dim=-1).to(self.device)
         self.bank_labels = labels.to(self.device)
-        log(f"bank: {int((labels == 0).sum())} real + {int((labels == 1).sum())} fake embeddings, k={self.k}")
-        return {"epochs": 0}
+
+
+def fit_bank(detector: UnivFDNearestNeighbour, train_samples, val_samples, ctx) -> dict[str, Any]:
+    """The ``bank`` trainer: the training embeddings, read from the feature cache, become the banks."""
+    features, labels, _ = ctx.features(train_samples, "train")
+    detector.fill_banks(features, labels)
+    ctx.log(f"bank: {int((labels == 0).sum())} real + {int((labels == 1).sum())} fake embeddings, k={detector.k}")
+    return {"epochs": 0}

@@ -2,33 +2,36 @@
 
 The backbone stays frozen. In each of the last ``adapted_blocks`` blocks a
 mixture of LoRA experts bypasses the whole MLP sub-layer
-(``MLP'(x) = MLP(x) + ΔW x``, see :mod:`aigi.adapters.mole`); a linear head reads
+(``MLP'(x) = MLP(x) + ΔW x``, see :mod:`aigi.methods.mole.experts`); a linear head reads
 the final image embedding. Loss: ``BCE + λ Σ_blocks L_lb`` with λ = 0.01.
 
 The paper's variants (Table 5) are configurations of the same class:
 LoRA on attention only (``attention_rank: 8, shared_rank: null, expert_ranks: []``),
 shared LoRA only (``expert_ranks: []``), attention + MLP, routed experts only
 (``shared_rank: null``) and the full mixture (the defaults).
+
+Training: the ``features`` trainer on the cached frozen prefix (``tokens@k``), or
+from pixels when augmentation is on. The routing report is
+:mod:`aigi.methods.mole.report`.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from ..adapters import LoRALinear, MixtureOfLoRAExperts, MLPWithExperts
-from ..backbones import DEFAULT_BACKBONE, VisionBackbone, load_backbone
-from .base import Detector
+from ...adapters import LoRALinear
+from ...backbones import DEFAULT_BACKBONE, VisionBackbone
+from ...detectors.adapted import AdaptedDetector
+from ...errors import InputError
+from .experts import MixtureOfLoRAExperts, MLPWithExperts
 
 ATTENTION_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
-class MoLEDetector(Detector):
-    name = "mole"
-    feature_key = None  # trains through the last blocks; the frozen prefix is cached instead
-    embeds_backbone = True
+class MoLEDetector(AdaptedDetector):
+    name = "mole"  # trains through the last blocks; the frozen prefix is cached instead
 
     def __init__(
         self,
@@ -43,21 +46,18 @@ class MoLEDetector(Detector):
         lb_weight: float = 0.01,
         shared_merged: bool = False,
     ) -> None:
-        model = (backbone if isinstance(backbone, VisionBackbone) else load_backbone(backbone)).freeze()
-        super().__init__(model.name if isinstance(backbone, VisionBackbone) else backbone, threshold)
-        self.model = model  # a submodule here: the adapters live inside its blocks
-        object.__setattr__(self, "_backbone", model)
+        super().__init__(backbone, threshold)
+        model = self.model
         total = model.num_layers
         k = total if adapted_blocks == "all" else int(adapted_blocks)
         if not 0 <= k <= total:
-            raise ValueError(f"adapted_blocks={adapted_blocks}: the backbone has {total} blocks")
+            raise InputError(f"adapted_blocks={adapted_blocks}: the backbone has {total} blocks")
         self.adapted_blocks, self.first_adapted = adapted_blocks, total - k
         self.shared_rank = int(shared_rank) if shared_rank else None
         self.expert_ranks = [int(r) for r in expert_ranks]
         self.alpha, self.lb_weight = alpha, float(lb_weight)
         self.attention_rank = int(attention_rank) if attention_rank else None
         self.attention_targets = list(attention_targets)
-        self.frozen_parameters = model.parameter_count()  # the vision tower, before adapters
         model.pristine_blocks = self.first_adapted
         self.mixtures: list[MixtureOfLoRAExperts] = []  # a plain list: the modules are registered in the blocks
         for i in range(self.first_adapted, total):
@@ -110,24 +110,8 @@ class MoLEDetector(Detector):
         return out
 
     # ---- parameters ---------------------------------------------------------------
-    def parameter_report(self) -> dict[str, Any]:
-        trainable = sum(p.numel() for p in self.trainable_parameters())
-        total = sum(p.numel() for p in self.parameters())
-        return {"total": total, "trainable": trainable, "frozen": total - trainable,
-                "vision_tower": self.frozen_parameters,
-                "trainable_share_of_vision_tower": trainable / self.frozen_parameters}
-
-    def _is_adapter_key(self, key: str) -> bool:
+    def is_saved_key(self, key: str) -> bool:
         return not key.startswith("model.") or ".experts." in key or ".lora." in key
-
-    def state_to_save(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.state_dict().items() if self._is_adapter_key(k)}
-
-    def load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        bad = [k for k in missing if self._is_adapter_key(k)]
-        if bad or unexpected:
-            raise ValueError(f"saved MoLE weights do not match the config: missing {bad[:3]}, unexpected {unexpected[:3]}")
 
     @torch.no_grad()
     def merge_shared_experts(self) -> None:
@@ -136,7 +120,8 @@ class MoLEDetector(Detector):
             mix.merge_shared()
         self.shared_merged = True
 
-    merge_for_inference = merge_shared_experts  # what `aigi export --merge` calls
+    def merge_for_inference(self) -> None:  # what `aigi export --merge` calls
+        self.merge_shared_experts()
 
     # ---- routing report -----------------------------------------------------------
     @torch.no_grad()
@@ -164,17 +149,3 @@ class MoLEDetector(Detector):
                     row[f"share_{name}"] = float(counts[(b, lab)][j] / total) if total > 0 else float("nan")
                 table.append(row)
         return table
-
-    def write_report(self, folder: Path, features: torch.Tensor, labels: torch.Tensor,
-                     history: list[dict[str, Any]]) -> list[Path]:
-        if not self.expert_ranks:
-            return []
-        from ..eval.plots import routing_plot
-
-        folder.mkdir(parents=True, exist_ok=True)
-        rows = self.routing_shares(features, labels)
-        table = folder / "routing.csv"
-        keys = list(rows[0])
-        table.write_text(",".join(keys) + "\n" + "".join(
-            ",".join(f"{r[k]:.6f}" if isinstance(r[k], float) else str(r[k]) for k in keys) + "\n" for r in rows))
-        return [table, routing_plot(rows, folder / "routing.png")]

@@ -1,4 +1,8 @@
-"""Recipes are YAML files; the command line may override any key with ``a.b=value``.
+"""Reading recipes: YAML files with ``base:`` inheritance, and ``a.b=value`` overrides.
+
+Paths that name another recipe (``base:``, ``experts:``) are relative to the
+recipe file that names them; every other path in a recipe is relative to the
+working directory (see :mod:`aigi.config.recipe`).
 
 Values on the command line are parsed as YAML scalars, so ``train.lr=1e-4`` is a
 float, ``data.limit=null`` is None and ``params.k=5`` an int.
@@ -11,6 +15,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
+
+from ..errors import ConfigError
 
 
 class _Loader(yaml.SafeLoader):
@@ -26,10 +32,6 @@ _Loader.add_implicit_resolver(
 
 def parse_yaml(text: str):
     return yaml.load(text, Loader=_Loader)
-
-
-class ConfigError(ValueError):
-    """A recipe that cannot be used; the message names the file or the key."""
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,10 @@
-"""Training a detector head on cached frozen features.
+"""The ``features`` trainer: a detector head on cached frozen features.
 
 With the backbone out of the loop an epoch over thousands of images takes well
 under a second on a CPU, so we train full epochs and keep the state with the
-best validation AP (ties: lower validation loss).
+best validation AP (ties: lower validation loss). When augmentation changes the
+pixels every epoch (or ``train.from_pixels`` asks for it) the features cannot be
+cached, and the run goes to the ``pixels`` trainer instead.
 """
 from __future__ import annotations
 
@@ -11,18 +13,28 @@ from typing import Any, Callable
 
 import torch
 
-from .keep_best import KeepBest, format_row, validation_ap
+from ..config.recipe import TrainConfig
+from ..detectors import Detector
+from .trainer import TrainContext, make_optimizer
+from .validation import KeepBest, format_row, validation_ap
 
 
-def train_head(detector, train: torch.Tensor, train_labels: torch.Tensor, val: torch.Tensor | None,
-               val_labels: torch.Tensor | None, settings: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
-    epochs = int(settings.get("epochs", 50))
-    batch_size = int(settings.get("batch_size", 256))
-    lr = float(settings.get("lr", 1e-3))
-    weight_decay = float(settings.get("weight_decay", 0.0))
-    seed = int(settings.get("seed", 0))
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(detector.param_groups(lr), lr=lr, weight_decay=weight_decay)
+def train_features(detector: Detector, train_samples, val_samples, ctx: TrainContext) -> dict[str, Any]:
+    xva, yva, _ = ctx.features(val_samples, "val")
+    if ctx.augment.active or ctx.config.from_pixels:
+        from .pixels import train_pixels
+
+        ctx.log(f"training from pixels (augmentation: {ctx.augment.active}): every epoch runs the backbone on every image")
+        return train_pixels(detector, train_samples, val_samples, ctx)
+    xtr, ytr, _ = ctx.features(train_samples, "train")
+    return train_head(detector, xtr, ytr, xva, yva, ctx.config, ctx.log)
+
+
+def train_head(detector: Detector, train: torch.Tensor, train_labels: torch.Tensor, val: torch.Tensor | None,
+               val_labels: torch.Tensor | None, config: TrainConfig, log: Callable[[str], None]) -> dict[str, Any]:
+    epochs, batch_size = config.epochs, config.batch_size
+    gen = torch.Generator().manual_seed(config.seed)
+    opt = make_optimizer(detector, config)
     device = detector.device
     best = KeepBest()
     history = []
@@ -55,5 +67,6 @@ def train_head(detector, train: torch.Tensor, train_labels: torch.Tensor, val: t
         history.append(row)
         if epoch == 1 or epoch == epochs or epoch % max(1, epochs // 10) == 0:
             log(format_row(row))
-    best.restore(detector, log)
-    return {"epochs": epochs, "best_epoch": best.epoch, "history": history}
+    if config.keep_best:
+        best.restore(detector, log)
+    return {"epochs": epochs, "best_epoch": best.epoch if config.keep_best else epochs, "history": history}

@@ -1,10 +1,13 @@
 """What every trainer shares: the validation score, keeping the best state, the log line."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from sklearn.metrics import average_precision_score
+
+from ..features import FeatureCache
 
 
 def validation_ap(labels: torch.Tensor, scores: torch.Tensor) -> float:
@@ -42,15 +45,13 @@ class ValidationAP:
     """Validation AP per epoch: through the cached frozen part when there is one, else from pixels
     (unreadable images are left out)."""
 
-    def __init__(self, detector, samples: Sequence, batch_size: int) -> None:
+    def __init__(self, detector, samples: Sequence, batch_size: int, cache_root: str | Path | None = None) -> None:
         self.detector, self.samples, self.batch_size = detector, list(samples), batch_size
         self.features = None
         self.labels = torch.tensor([s.label for s in self.samples], dtype=torch.float32)
         key = detector.cache_point()
         if key is not None and self.samples:
-            from .feature_cache import FeatureCache
-
-            res = FeatureCache(detector.backbone).extract([s.path for s in self.samples], keys=(key,),
+            res = FeatureCache(detector.backbone, root=cache_root).extract([s.path for s in self.samples], keys=(key,),
                                                          batch_size=batch_size)
             self.features, self.labels = res.features[key], self.labels[res.kept]
 

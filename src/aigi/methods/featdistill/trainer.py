@@ -1,16 +1,9 @@
-"""FeatDistill's two-stage training, resumable at any step (seed 000, methods.md §5).
+"""FeatDistill's ``two_stage`` trainer, resumable at any step (seed 000; docs/methods/featdistill.md).
 
 Stage 1 (``stage1_epochs``): BCE. At the boundary the model is snapshotted —
 saved as a usable detector in ``<run>/stage1`` and frozen as the teacher.
-Stage 2: ``BCE + λ · L_distill`` with the distillation the expert names:
-
-- ``l2``: mean squared difference of the final block's dense patch tokens,
-  student vs the fixed stage-1 teacher (paper §4.7). The mean over tokens and
-  channels, not the sum, so λ = 1 keeps it on the scale of the BCE;
-- ``crd``: InfoNCE between the student's projected embedding and a momentum
-  teacher's key for the same image, against a MoCo queue of earlier keys; the
-  teacher's momentum follows the cosine schedule (paper §5.1);
-- ``none``: BCE throughout (the ablation).
+Stage 2: ``BCE + λ · L_distill`` with the distillation the expert names
+(:mod:`.distillation`: ``l2``, ``crd`` or ``none``).
 
 A checkpoint (safetensors + JSON, :mod:`aigi.training.checkpoint`) is written
 after every epoch, every ``checkpoint_every`` steps and on Ctrl-C; with
@@ -19,148 +12,33 @@ and reaches the same weights as an uninterrupted run.
 """
 from __future__ import annotations
 
-import copy
 import math
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..data.datasets import Sample
-from ..registry import Registry
-from .checkpoint import (CheckpointError, has_checkpoint, load_checkpoint, load_optimizer_state, load_rng_state, optimizer_state,
-                         prefixed, rng_state, save_checkpoint, unprefixed)
-from .contrastive import NegativeQueue, ProjectionHead, ema_update, info_nce, momentum_at
-from .finetune import PixelDataset, _collate
-from .keep_best import KeepBest, ValidationAP, format_row
-
-DISTILLATIONS: Registry[Any] = Registry("distillation")
-
-
-def frozen_copy(detector) -> nn.Module:
-    teacher = copy.deepcopy(detector)
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher.eval()
-
-
-class NoDistillation:
-    """BCE only in both stages; keeps nothing."""
-
-    def __init__(self, detector, settings: dict[str, Any]) -> None:
-        self.detector, self.settings = detector, settings
-        self.teacher: nn.Module | None = None
-
-    def modules(self) -> list[nn.Module]:
-        """Training-only trainable modules (optimised with the student, checkpointed, never saved with it)."""
-        return []
-
-    def begin(self) -> None:
-        """Stage 2 starts: build the teacher from the student as it is now."""
-
-    def loss(self, prefix: torch.Tensor, tokens: torch.Tensor, embed: torch.Tensor) -> torch.Tensor | None:
-        return None
-
-    def after_step(self, step: int, total: int) -> dict[str, float]:
-        return {}
-
-    def state(self) -> dict[str, torch.Tensor]:
-        """What a checkpoint keeps: the teacher's tuned weights once stage 2 has begun."""
-        return prefixed("teacher.", self.teacher.state_to_save()) if self.teacher is not None else {}
-
-    def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Rebuild the stage-2 state from a checkpoint (nothing to do when it was taken in stage 1)."""
-        if any(k.startswith("teacher.") for k in tensors):
-            self.begin()
-            self.teacher.load_saved_state(unprefixed("teacher.", tensors))
-
-
-class PatchL2Distillation(NoDistillation):
-    """``‖M_student − M_teacher‖²`` on dense patch tokens, teacher fixed at the stage-1 model."""
-
-    def begin(self) -> None:
-        self.teacher = frozen_copy(self.detector)
-
-    def loss(self, prefix, tokens, embed):
-        with torch.no_grad():
-            target = self.teacher.run(prefix)[0]
-        patches = self.detector.model.patch_tokens
-        return (patches(tokens).float() - patches(target).float()).pow(2).mean()
-
-
-class ContrastiveDistillation(NoDistillation):
-    """CRD with a MoCo-style queue and a momentum (EMA) teacher on a cosine momentum schedule."""
-
-    def __init__(self, detector, settings):
-        super().__init__(detector, settings)
-        c = detector.crd
-        dim = detector.model.embed_dim
-        self.temperature, self.m_base, self.m_max = float(c["temperature"]), float(c["m_base"]), float(c["m_max"])
-        self.projection = ProjectionHead(dim, int(c["hidden"]), int(c["dim"])).to(detector.device)
-        self.queue = NegativeQueue(int(c["queue"]), int(c["dim"])).to(detector.device)
-        self.teacher_projection: nn.Module | None = None
-        self._key: torch.Tensor | None = None
-
-    def modules(self):
-        return [self.projection]
-
-    def begin(self):
-        self.teacher = frozen_copy(self.detector)
-        self.teacher_projection = frozen_copy(self.projection)
-
-    def _pairs(self):
-        """(teacher, student) tensors the EMA moves: tuned weights and the projection."""
-        student = dict(self.detector.named_parameters())
-        teacher = dict(self.teacher.named_parameters())
-        names = [n for n, p in student.items() if p.requires_grad]
-        t = [teacher[n] for n in names] + list(self.teacher_projection.parameters())
-        s = [student[n] for n in names] + list(self.projection.parameters())
-        return t, s
-
-    def loss(self, prefix, tokens, embed):
-        with torch.no_grad():
-            key = self.teacher_projection(self.teacher.run(prefix)[1].float())
-        query = self.projection(embed.float())
-        self._key = key
-        return info_nce(query, key, self.queue.keys().to(query.dtype), self.temperature)
-
-    def after_step(self, step, total):
-        momentum = momentum_at(step, total, self.m_base, self.m_max)
-        ema_update(*self._pairs(), momentum)
-        if self._key is not None:
-            self.queue.push(self._key)
-        return {"momentum": momentum, "queue": float(len(self.queue))}
-
-    def state(self):
-        out = {**super().state(), **prefixed("projection.", self.projection.state_dict())}
-        if self.teacher is not None:
-            out.update(prefixed("teacher_projection.", self.teacher_projection.state_dict()))
-            out.update(prefixed("queue.", self.queue.state_dict()))
-        return out
-
-    def load_state(self, tensors):
-        self.projection.load_state_dict(unprefixed("projection.", tensors))
-        super().load_state(tensors)
-        if self.teacher is not None:
-            self.teacher_projection.load_state_dict(unprefixed("teacher_projection.", tensors))
-            self.queue.load_state_dict(unprefixed("queue.", tensors))
-
-
-DISTILLATIONS.register("none", NoDistillation)
-DISTILLATIONS.register("l2", PatchL2Distillation)
-DISTILLATIONS.register("crd", ContrastiveDistillation)
-
-
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
-
-
-def autocast(precision: str, device: torch.device):
-    """Mixed precision for the forward pass (bf16 needs no loss scaling); fp32 is a no-op."""
-    dtype = PRECISIONS[precision]
-    return torch.autocast(device_type=device.type, dtype=dtype) if dtype else nullcontext()
+from ...data.datasets import Sample
+from ...errors import InputError
+from ...training.checkpoint import (
+    CheckpointError,
+    has_checkpoint,
+    load_checkpoint,
+    load_optimizer_state,
+    load_rng_state,
+    optimizer_state,
+    prefixed,
+    rng_state,
+    save_checkpoint,
+    unprefixed,
+)
+from ...training.pixels import PixelDataset, collate
+from ...training.precision import autocast
+from ...training.trainer import TrainContext, make_optimizer
+from ...training.validation import KeepBest, ValidationAP, format_row
+from .distillation import DISTILLATIONS
+from .model import FeatDistillExpert
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -171,27 +49,22 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 class TwoStageTrainer:
     """One expert's run: the optimiser, the data order, the distillation and the checkpoint."""
 
-    def __init__(self, detector, train_samples: Sequence[Sample], val_samples: Sequence[Sample],
-                 settings: dict[str, Any], augment, log: Callable[[str], None], progress_factory=None) -> None:
-        self.detector, self.log, self.progress_factory = detector, log, progress_factory
-        self.epochs, self.batch_size = int(settings.get("epochs", 3)), int(settings.get("batch_size", 32))
-        self.seed, lr = int(settings.get("seed", 0)), float(settings.get("lr", 1e-4))
-        self.every = int(settings.get("checkpoint_every") or 0)
-        self.workers, self.precision = int(settings.get("workers", 0)), str(settings.get("precision", "fp32"))
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, not '{self.precision}'")
+    def __init__(self, detector: FeatDistillExpert, train_samples: Sequence[Sample], val_samples: Sequence[Sample],
+                 ctx: TrainContext) -> None:
+        config = ctx.config
+        self.detector, self.log, self.progress_factory = detector, ctx.log, ctx.progress_factory
+        self.epochs, self.batch_size, self.seed = config.epochs, config.batch_size, config.seed
+        self.every, self.workers, self.precision = config.checkpoint_every, config.workers, config.precision
         if detector.distill not in DISTILLATIONS:
-            raise ValueError(f"unknown distillation '{detector.distill}' (known: {', '.join(DISTILLATIONS.names())})")
-        self.ckpt_dir = Path(settings["checkpoint_dir"]) if settings.get("checkpoint_dir") else None
+            raise InputError(f"unknown distillation '{detector.distill}' (known: {', '.join(DISTILLATIONS.names())})")
+        self.ckpt_dir: Path | None = ctx.checkpoint_dir
         self.stage1 = min(detector.stage1_epochs, self.epochs)
-        self.distiller = DISTILLATIONS.get(detector.distill)(detector, settings)
-        extra = [p for m in self.distiller.modules() for p in m.parameters()]
-        groups = detector.param_groups(lr) + ([{"params": extra, "lr": lr}] if extra else [])
-        self.opt = torch.optim.AdamW(groups, lr=lr, weight_decay=float(settings.get("weight_decay", 0.0)))
-        self.data = PixelDataset(train_samples, detector.backbone.preprocess, augment, self.seed)
+        self.distiller = DISTILLATIONS.get(detector.distill)(detector)
+        self.opt = make_optimizer(detector, config, [p for m in self.distiller.modules() for p in m.parameters()])
+        self.data = PixelDataset(train_samples, detector.backbone.preprocess, ctx.augment, self.seed)
         self.per_epoch = math.ceil(len(self.data) / self.batch_size)
         self.stage2_total = (self.epochs - self.stage1) * self.per_epoch
-        self.validate = ValidationAP(detector, val_samples, self.batch_size)
+        self.validate = ValidationAP(detector, val_samples, self.batch_size, ctx.cache_root)
         self.best, self.history = KeepBest(), []
         self.epoch, self.start_batch, self.step = 1, 0, 0
         self.position = (1, 0)  # (epoch, next batch) a checkpoint taken now would resume at
@@ -272,7 +145,7 @@ class TwoStageTrainer:
         # generator, so starting it draws nothing from the global RNG (dropout replays on resume)
         order = epoch_order(len(self.data), self.seed, epoch)
         loader = torch.utils.data.DataLoader(self.data, batch_size=self.batch_size, num_workers=self.workers,
-                                             collate_fn=_collate, sampler=order[self.start_batch * self.batch_size :].tolist(),
+                                             collate_fn=collate, sampler=order[self.start_batch * self.batch_size :].tolist(),
                                              generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
         tenth = max(1, self.per_epoch // 10)
         for b, batch in enumerate(loader, start=self.start_batch):
@@ -337,8 +210,7 @@ class TwoStageTrainer:
                 "history": self.history}
 
 
-def train_two_stage(detector, train_samples: Sequence[Sample], val_samples: Sequence[Sample],
-                    settings: dict[str, Any], augment, log: Callable[[str], None],
-                    progress_factory=None) -> dict[str, Any]:
-    trainer = TwoStageTrainer(detector, train_samples, val_samples, settings, augment, log, progress_factory)
-    return trainer.run(bool(settings.get("resume")), bool(settings.get("keep_best", True)))
+def train_two_stage(detector: FeatDistillExpert, train_samples: Sequence[Sample], val_samples: Sequence[Sample],
+                    ctx: TrainContext) -> dict[str, Any]:
+    trainer = TwoStageTrainer(detector, train_samples, val_samples, ctx)
+    return trainer.run(ctx.config.resume, ctx.config.keep_best)

@@ -11,13 +11,15 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError
+
 METHODS = ("temperature", "platt")
 
 
 def fit(logits: torch.Tensor, labels: torch.Tensor, method: str, steps: int = 200) -> dict[str, Any]:
     """Minimise the validation negative log-likelihood with L-BFGS."""
     if method not in METHODS:
-        raise ValueError(f"unknown calibration '{method}' (known: {', '.join(METHODS)})")
+        raise InputError(f"unknown calibration '{method}' (known: {', '.join(METHODS)})")
     x, y = logits.detach().double().flatten(), labels.detach().double().flatten()
     if method == "temperature":
         log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)

@@ -22,19 +22,20 @@ candidate windows may be restricted to a block range (the paper hooks blocks
 so their runs keep τ = 1.
 
 Because the backbone is frozen, training reads the per-block features from the
-feature cache; inference stops the backbone after the window's last block.
+feature cache (the ``features`` trainer); inference stops the backbone after the
+window's last block. The run report (window, selection, transitions) is
+:mod:`aigi.methods.ltd.report`.
 """
 from __future__ import annotations
 
-import math
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..backbones import DEFAULT_BACKBONE
-from .base import Detector
+from ...backbones import DEFAULT_BACKBONE
+from ...detectors import Detector
+from ...errors import InputError
 
 BRANCHES = ("both", "raw", "transition")
 
@@ -63,20 +64,20 @@ class LTDDetector(Detector):
     ) -> None:
         super().__init__(backbone, threshold)
         if branches not in BRANCHES:
-            raise ValueError(f"branches must be one of {BRANCHES}, not '{branches}'")
+            raise InputError(f"branches must be one of {BRANCHES}, not '{branches}'")
         if not 2 <= n <= num_layers:
-            raise ValueError(f"window n={n} must be between 2 and the backbone's {num_layers} blocks")
+            raise InputError(f"window n={n} must be between 2 and the backbone's {num_layers} blocks")
         self.num_layers, self.width, self.n = int(num_layers), int(width), int(n)
         self.hidden = int(hidden or width)
         self.heads, self.dropout, self.branches = int(heads), float(dropout), branches
         self.position_encoding = bool(position_encoding)
         lo, hi = (int(candidate_blocks[0]), int(candidate_blocks[1])) if candidate_blocks else (0, self.num_layers - 1)
         if not 0 <= lo <= hi < self.num_layers or hi - lo + 1 < self.n:
-            raise ValueError(f"candidate_blocks [{lo}, {hi}] must lie in 0..{self.num_layers - 1} and hold n={n} blocks")
+            raise InputError(f"candidate_blocks [{lo}, {hi}] must lie in 0..{self.num_layers - 1} and hold n={n} blocks")
         self.first_block, self.last_block = lo, hi
         self.candidates = hi - lo + 1 - self.n + 1
         if fixed_start is not None and not lo <= fixed_start <= hi - self.n + 1:
-            raise ValueError(f"fixed_start={fixed_start} outside {lo}..{hi - self.n + 1}")
+            raise InputError(f"fixed_start={fixed_start} outside {lo}..{hi - self.n + 1}")
         self.fixed_start = fixed_start
         self.tau_start, self.tau_end = float(tau_start), float(tau_end)
         self.tau = self.tau_start
@@ -191,41 +192,3 @@ class LTDDetector(Detector):
     def epoch_report(self) -> dict[str, Any]:
         return {"tau": self.tau, "selected_start": self.selected_start(),
                 "selection": [round(float(p), 4) for p in self.selection_probabilities()]}
-
-    def write_report(self, folder: Path, features: torch.Tensor, labels: torch.Tensor,
-                     history: list[dict[str, Any]]) -> list[Path]:
-        """The window, the selection distribution over training, and per-block
-        transition magnitudes for real vs fake (the paper's Fig. 1 view)."""
-        from ..eval.plots import ltd_report_plot
-
-        folder.mkdir(parents=True, exist_ok=True)
-        steps = torch.linalg.vector_norm(features[:, 1:] - features[:, :-1], dim=-1)  # [N, L-1]
-        cos = nn.functional.cosine_similarity(features[:, 1:], features[:, :-1], dim=-1)
-        rows = []
-        for k in range(self.num_layers - 1):
-            row = {"transition": f"{k}->{k + 1}"}
-            for label, name in ((0, "real"), (1, "fake")):
-                mask = labels == label
-                row[f"l2_{name}"] = float(steps[mask, k].mean()) if mask.any() else math.nan
-                row[f"cos_{name}"] = float(cos[mask, k].mean()) if mask.any() else math.nan
-            row["in_window"] = self.selected_start() <= k < self.selected_start() + self.n - 1
-            rows.append(row)
-        table = folder / "ltd_transitions.csv"
-        keys = list(rows[0])
-        table.write_text(",".join(keys) + "\n" + "".join(
-            ",".join(f"{r[k]:.6f}" if isinstance(r[k], float) else str(r[k]) for k in keys) + "\n" for r in rows))
-        selection = folder / "ltd_selection.csv"
-        starts = [f"start_{self.first_block + c}" for c in range(self.candidates)]
-        selection.write_text("epoch,tau," + ",".join(starts) + "\n" + "".join(
-            f"{h['epoch']},{h.get('tau', '')}," + ",".join(str(p) for p in h.get("selection", [])) + "\n"
-            for h in history if "selection" in h))
-        plot = folder / "ltd_report.png"
-        ltd_report_plot(rows, [h.get("selection", []) for h in history if "selection" in h], self.selected_layers(),
-                        self.first_block, plot)
-        end = self.selected_layers()[-1]
-        skipped = self.num_layers - 1 - end
-        (folder / "ltd_window.txt").write_text(
-            f"selected window: blocks {self.selected_layers()[0]}..{end} (0-based, of {self.num_layers})\n"
-            f"early exit: inference stops after block {end}, skipping {skipped} of {self.num_layers} blocks "
-            f"(~{skipped / self.num_layers:.0%} of the backbone's block compute)\n")
-        return [table, selection, plot]

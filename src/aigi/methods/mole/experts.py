@@ -16,7 +16,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .lora import LoRA
+from ...adapters.lora import LoRA
+from ...errors import InputError
 
 
 @dataclass
@@ -38,7 +39,7 @@ class MixtureOfLoRAExperts(nn.Module):
                  alpha: float | None = None) -> None:
         super().__init__()
         if shared_rank is None and not expert_ranks:
-            raise ValueError("a mixture needs a shared LoRA, routed experts, or both")
+            raise InputError("a mixture needs a shared LoRA, routed experts, or both")
         self.dim = int(dim)
         self.shared = LoRA(dim, dim, shared_rank, alpha) if shared_rank else None
         self.experts = nn.ModuleList(LoRA(dim, dim, r, alpha) for r in expert_ranks)

@@ -12,9 +12,10 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from ..paths import cache_dir
-from .datasets import Sample
-from .io import file_sha256, read_image
+from ...data.datasets import Sample
+from ...data.io import file_sha256, read_image
+from ...errors import InputError
+from ...paths import cache_dir
 
 
 def _from_file(path: Path) -> dict[str, str]:
@@ -29,7 +30,7 @@ def _from_file(path: Path) -> dict[str, str]:
     out = {}
     for i, row in enumerate(rows, start=2):
         if "path" not in row or "caption" not in row:
-            raise ValueError(f"{path}:{i}: a captions row needs 'path' and 'caption'")
+            raise InputError(f"{path}:{i}: a captions row needs 'path' and 'caption'")
         p = Path(row["path"])
         out[str((path.parent / p).resolve() if not p.is_absolute() else p)] = str(row["caption"])
     return out
@@ -42,7 +43,7 @@ def _blip(model_id: str):
         processor = BlipProcessor.from_pretrained(model_id)
         model = BlipForConditionalGeneration.from_pretrained(model_id).eval()
     except (OSError, ValueError) as exc:  # not found, offline, or not a valid id/folder
-        raise ValueError(f"BLIP captioner '{model_id}' unavailable ({' '.join(str(exc).split())[:160]}); "
+        raise InputError(f"BLIP captioner '{model_id}' unavailable ({' '.join(str(exc).split())[:160]}); "
                          "use a captions file or the fixed prompt") from None
 
     def caption(paths: Sequence[Path]) -> list[str]:
@@ -66,10 +67,10 @@ def captions_for(samples: Sequence[Sample], source: str, batch_size: int = 16) -
         table = _from_file(Path(value))
         missing = [str(s.path) for s in samples if str(Path(s.path).resolve()) not in table]
         if missing:
-            raise ValueError(f"{value}: no caption for {missing[0]} (and {len(missing) - 1} more)")
+            raise InputError(f"{value}: no caption for {missing[0]} (and {len(missing) - 1} more)")
         return [table[str(Path(s.path).resolve())] for s in samples]
     if kind != "blip":
-        raise ValueError(f"captions source '{source}' must start with prompt:, file: or blip:")
+        raise InputError(f"captions source '{source}' must start with prompt:, file: or blip:")
     store = cache_dir() / "captions" / (hashlib.sha256(source.encode()).hexdigest()[:16] + ".json")
     known: dict[str, str] = json.loads(store.read_text()) if store.exists() else {}
     hashes = [file_sha256(s.path) for s in samples]

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from ..backbones.base import VisionBackbone
 from ..data.io import ImageReadError, _os_cause, file_sha256, read_image
+from ..errors import InputError
 from ..paths import feature_cache_dir
 
 FEATURE_KEYS = ("embed", "cls", "tokens@<block>")
@@ -38,7 +39,7 @@ def check_key(key: str) -> int | None:
     if match:
         return int(match.group(1))
     if key not in ("embed", "cls"):
-        raise ValueError(f"unknown feature '{key}' (known: {', '.join(FEATURE_KEYS)})")
+        raise InputError(f"unknown feature '{key}' (known: {', '.join(FEATURE_KEYS)})")
     return None
 
 
@@ -119,9 +120,9 @@ def backbone_namespace(backbone: VisionBackbone) -> str:
 class FeatureCache:
     """Frozen features of one backbone, computed on demand and kept on disk."""
 
-    def __init__(self, backbone: VisionBackbone, root: Path | None = None, flush_every: int = 256) -> None:
+    def __init__(self, backbone: VisionBackbone, root: str | Path | None = None, flush_every: int = 256) -> None:
         self.backbone = backbone
-        self.root = Path(root) if root is not None else feature_cache_dir()
+        self.root = feature_cache_dir(root)
         self.dir = self.root / backbone_namespace(backbone)
         self.flush_every = flush_every
         self._stores: dict[str, FeatureStore] = {}
@@ -136,7 +137,7 @@ class FeatureCache:
         pristine = self.backbone.pristine_blocks
         needs = block if block is not None else self.backbone.num_layers
         if pristine is not None and needs > pristine:
-            raise ValueError(f"feature '{key}' passes through adapted blocks (from block {pristine} on): "
+            raise InputError(f"feature '{key}' passes through adapted blocks (from block {pristine} on): "
                              "it depends on trained weights and cannot be cached")
         if key not in self._stores:
             # token maps are large (197 × 768 per image for ViT-B/16): half precision on disk

@@ -4,11 +4,11 @@ One expert of the FeatDistill ensemble: the image tower, tuned either in full
 (``tune: full``) or through LoRA bypasses (``tune: lora``), on its last
 ``tuned_blocks`` blocks (``"all"``: the whole tower, stem included), and a head
 ``d → 256 → 1`` on the final image embedding. Training is two-stage
-(:mod:`aigi.training.distill`): BCE for ``stage1_epochs``, then
+(the ``two_stage`` trainer, :mod:`.trainer`): BCE for ``stage1_epochs``, then
 ``BCE + λ · L_distill`` against a teacher made from the stage-1 model, with
 ``distill: l2`` (dense patch tokens vs the fixed snapshot) or ``distill: crd``
-(contrastive, momentum teacher and negative queue). Experts become an ensemble
-through :mod:`aigi.detectors.ensemble`.
+(contrastive, momentum teacher and negative queue, :mod:`.contrastive`). Experts
+become an ensemble through :mod:`aigi.detectors.ensemble`.
 
 Blocks before the tuned ones stay frozen, so their output (``tokens@k``) is
 cached for validation and evaluation, and computed once per training batch for
@@ -16,19 +16,35 @@ student and teacher together.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from ..adapters import LoRALinear
-from ..backbones import DEFAULT_BACKBONE, VisionBackbone, load_backbone
-from .base import Detector
+from ...adapters import LoRALinear
+from ...backbones import DEFAULT_BACKBONE, VisionBackbone
+from ...config.checked import plain
+from ...detectors.adapted import AdaptedDetector
+from ...errors import InputError
 
 TUNING_MODES = ("full", "lora")
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
-CRD_DEFAULTS: dict[str, Any] = {"dim": 128, "hidden": 512, "queue": 4096, "temperature": 0.07,
-                                "m_base": 0.99, "m_max": 0.999}
+
+
+@dataclass
+class CRDSettings:
+    """Contrastive distillation (``distill: crd``): projection, queue, temperature, momentum schedule."""
+
+    dim: int = 128  # projected embedding size
+    hidden: int = 512  # projection MLP width
+    queue: int = 4096  # negatives kept (MoCo queue)
+    temperature: float = 0.07
+    m_base: float = 0.99  # EMA momentum at the first stage-2 step …
+    m_max: float = 0.999  # … rising on a cosine to this at the last
+
+
+CRD_DEFAULTS: dict[str, Any] = plain(CRDSettings())
 
 
 class MLPHead(nn.Sequential):
@@ -45,10 +61,9 @@ class MLPHead(nn.Sequential):
         return super().forward(x).squeeze(-1)
 
 
-class FeatDistillExpert(Detector):
+class FeatDistillExpert(AdaptedDetector):
     name = "featdistill"
-    feature_key = None
-    embeds_backbone = True
+    trainer = "two_stage"
     resumable = True
 
     def __init__(
@@ -66,31 +81,27 @@ class FeatDistillExpert(Detector):
         stage1_epochs: int = 2,
         distill: str = "l2",
         distill_weight: float = 1.0,
-        crd: dict[str, Any] | None = None,
+        crd: CRDSettings | None = None,  # a mapping works too
         lora_merged: bool = False,
     ) -> None:
-        model = backbone if isinstance(backbone, VisionBackbone) else load_backbone(backbone)
-        super().__init__(model.name if isinstance(backbone, VisionBackbone) else backbone, threshold)
+        super().__init__(backbone, threshold)
+        model = self.model
         if tune not in TUNING_MODES:
-            raise ValueError(f"tune must be one of {TUNING_MODES}, not '{tune}'")
+            raise InputError(f"tune must be one of {TUNING_MODES}, not '{tune}'")
         total = model.num_layers
         k = total if tuned_blocks == "all" else int(tuned_blocks)
         if not 1 <= k <= total:
-            raise ValueError(f"tuned_blocks={tuned_blocks}: the backbone has {total} blocks")
-        unknown = sorted(set(crd or {}) - set(CRD_DEFAULTS))
+            raise InputError(f"tuned_blocks={tuned_blocks}: the backbone has {total} blocks")
+        unknown = sorted(set(crd) - set(CRD_DEFAULTS)) if isinstance(crd, dict) else []
         if unknown:
-            raise ValueError(f"unknown crd settings {unknown} (known: {', '.join(CRD_DEFAULTS)})")
+            raise InputError(f"unknown crd settings {unknown} (known: {', '.join(CRD_DEFAULTS)})")
         self.tune, self.tuned_blocks, self.first_tuned = tune, tuned_blocks, total - k
         self.tunes_stem = tune == "full" and tuned_blocks == "all"
         self.lora_rank, self.lora_alpha, self.lora_targets = int(lora_rank), lora_alpha, list(lora_targets)
         self.head_hidden, self.head_dropout = int(head_hidden), float(head_dropout)
         self.head_lr_scale = float(head_lr_scale)
         self.stage1_epochs, self.distill, self.distill_weight = int(stage1_epochs), distill, float(distill_weight)
-        self.crd = {**CRD_DEFAULTS, **(crd or {})}
-        self.vision_parameters = model.parameter_count()
-        model.freeze()
-        self.model = model  # a submodule: tuned weights or adapters live inside it
-        object.__setattr__(self, "_backbone", model)
+        self.crd = {**CRD_DEFAULTS, **(plain(crd) if crd else {})}
         model.pristine_blocks = -1 if self.tunes_stem else self.first_tuned  # -1: even the stem's output changes
         if tune == "lora":
             self._insert_lora(model)
@@ -113,7 +124,7 @@ class FeatDistillExpert(Detector):
                     setattr(parent, name.rpartition(".")[2], LoRALinear(module, self.lora_rank, self.lora_alpha))
                     found += 1
         if not found:
-            raise ValueError(f"lora_targets {self.lora_targets} match no linear layer of the tuned blocks")
+            raise InputError(f"lora_targets {self.lora_targets} match no linear layer of the tuned blocks")
 
     def _unfreeze(self, model: VisionBackbone) -> None:
         frozen = {id(p) for m in list(model.blocks)[: self.first_tuned] for p in m.parameters()}
@@ -161,18 +172,12 @@ class FeatDistillExpert(Detector):
         tower = [p for p in self.model.parameters() if p.requires_grad]
         return [{"params": tower, "lr": lr}, {"params": head, "lr": lr * self.head_lr_scale}]
 
-    def fit_pixels(self, train_samples, val_samples, settings: dict[str, Any], augment, log,
-                   progress_factory=None) -> dict[str, Any]:
-        from ..training.distill import train_two_stage
-
-        return train_two_stage(self, train_samples, val_samples, settings, augment, log, progress_factory)
-
     @torch.no_grad()
     def merge_for_inference(self) -> None:
         """Fold every LoRA bypass into its frozen layer: the same function with no extra
         matmuls at inference (the saved file then holds those layers' dense weights)."""
         if self.tune != "lora" or self.lora_merged:
-            raise ValueError("only an unmerged LoRA expert has adapters to merge")
+            raise InputError("only an unmerged LoRA expert has adapters to merge")
         merged: set[str] = set()
         for name, module in list(self.named_modules()):
             if isinstance(module, LoRALinear):
@@ -182,24 +187,7 @@ class FeatDistillExpert(Detector):
         self._tuned = frozenset(k for k in self._tuned if ".lora." not in k) | merged
         self.lora_merged = True
 
-    # ---- parameters and persistence -------------------------------------------------
-    def parameter_report(self) -> dict[str, Any]:
-        trainable = sum(p.numel() for p in self.trainable_parameters())
-        total = sum(p.numel() for p in self.parameters())
-        return {"total": total, "trainable": trainable, "frozen": total - trainable,
-                "vision_tower": self.vision_parameters, "trainable_share_of_vision_tower": trainable / self.vision_parameters}
-
-    def _saved_keys(self) -> set[str]:
+    # ---- persistence ----------------------------------------------------------------
+    def is_saved_key(self, key: str) -> bool:
         """Head, adapters and tuned tower weights; never the pretrained frozen ones."""
-        return {k for k in self.state_dict() if not k.startswith("model.") or k in self._tuned}
-
-    def state_to_save(self) -> dict[str, torch.Tensor]:
-        keep = self._saved_keys()
-        return {k: v for k, v in self.state_dict().items() if k in keep}
-
-    def load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        bad = [k for k in missing if k in self._saved_keys()]
-        if bad or unexpected:
-            raise ValueError(f"saved FeatDistill weights do not match the config: missing {bad[:3]}, "
-                             f"unexpected {unexpected[:3]}")
+        return not key.startswith("model.") or key in self._tuned

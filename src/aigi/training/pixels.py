@@ -1,4 +1,4 @@
-"""Training from pixels: for detectors that train through the backbone, or any
+"""The ``pixels`` trainer: for detectors that train through the backbone, or any
 detector when augmentation changes the pixels every epoch.
 
 Every epoch re-reads and re-encodes every image, which is what augmentation
@@ -17,7 +17,9 @@ import torch
 from ..data.augment import Augmentations
 from ..data.datasets import Sample
 from ..data.io import ImageReadError, read_image
-from .keep_best import KeepBest, format_row, validation_ap
+from ..detectors import Detector
+from .trainer import TrainContext, make_optimizer
+from .validation import KeepBest, ValidationAP, format_row, validation_ap
 
 
 class PixelDataset(torch.utils.data.Dataset):
@@ -41,25 +43,26 @@ class PixelDataset(torch.utils.data.Dataset):
         return self.preprocess([image])[0], sample.label
 
 
-def _collate(batch):
+def collate(batch):
     batch = [b for b in batch if b is not None]
     if not batch:
         return None
     return torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch], dtype=torch.float32)
 
 
-def train_pixels(detector, train_samples: Sequence[Sample], val_features: torch.Tensor | None,
-                 val_labels: torch.Tensor | None, settings: dict[str, Any], augment: Augmentations,
-                 log: Callable[[str], None], progress_factory=None) -> dict[str, Any]:
-    epochs = int(settings.get("epochs", 1))
-    batch_size = int(settings.get("batch_size", 32))
-    lr = float(settings.get("lr", 1e-3))
-    seed = int(settings.get("seed", 0))
-    workers = int(settings.get("workers", 0))
-    data = PixelDataset(train_samples, detector.backbone.preprocess, augment, seed)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=workers,
-                                         collate_fn=_collate, generator=torch.Generator().manual_seed(seed))
-    opt = torch.optim.AdamW(detector.param_groups(lr), lr=lr, weight_decay=float(settings.get("weight_decay", 0.0)))
+def train_pixels(detector: Detector, train_samples: Sequence[Sample], val_samples: Sequence[Sample],
+                 ctx: TrainContext) -> dict[str, Any]:
+    config, log, progress_factory = ctx.config, ctx.log, ctx.progress_factory
+    epochs, batch_size, seed = config.epochs, config.batch_size, config.seed
+    data = PixelDataset(train_samples, detector.backbone.preprocess, ctx.augment, seed)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=config.workers,
+                                         collate_fn=collate, generator=torch.Generator().manual_seed(seed))
+    opt = make_optimizer(detector, config)
+    if ctx.cache_key is not None:  # validation through the cached frozen part
+        val_features, val_labels, _ = ctx.features(val_samples, "val")
+        validate = lambda: validation_ap(val_labels, detector.probabilities_from_features(val_features))  # noqa: E731
+    else:
+        validate = ValidationAP(detector, val_samples, batch_size, ctx.cache_root)
     device = detector.device
     total_steps, step = epochs * len(loader), 0
     history: list[dict[str, Any]] = []
@@ -90,10 +93,11 @@ def train_pixels(detector, train_samples: Sequence[Sample], val_features: torch.
             bar.close()
         row: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(1, seen), "images": seen,
                                **detector.epoch_report()}
-        if val_features is not None and val_labels is not None and len(val_labels):
-            row["val_ap"] = validation_ap(val_labels, detector.probabilities_from_features(val_features))
+        if len(val_samples):
+            row["val_ap"] = validate()
             best.offer((0.0 if math.isnan(row["val_ap"]) else row["val_ap"],), detector, epoch)
         history.append(row)
         log(format_row(row))
-    best.restore(detector, log)
-    return {"epochs": epochs, "best_epoch": best.epoch, "history": history}
+    if config.keep_best:
+        best.restore(detector, log)
+    return {"epochs": epochs, "best_epoch": best.epoch if config.keep_best else epochs, "history": history}
