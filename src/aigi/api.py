@@ -223,16 +223,19 @@ def _sweep(det: Detector, ds, ops, severities, seed, batch_size, cache_dir, prog
 
 
 def robustness_report(detectors: Sequence[str | Path | None], data: str | Path, out: str | Path | None = None,
-                      ops: Sequence[str] = ("jpeg", "gaussian_blur", "resize"),
+                      ops: str | Sequence[str] = ("jpeg", "gaussian_blur", "resize"),
                       severities: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), seed: int = 0, suite: str = "folder",
                       subset_depth: int = 1, limit_per_class: int | None = None, batch_size: int = 32,
                       cache_dir: str | Path | None = None, device: str = "cpu",
                       progress_factory: ProgressFactory | None = None) -> tuple[dict[str, list[dict]], dict[str, Path], Path]:
     """Robustness sweeps of several detectors (an ensemble's experts too) with an HTML report of
-    curves and tables; returns (label → rows, report files, folder)."""
+    curves and tables; returns (label → rows, report files, folder). ``ops``: names, or one
+    comma-separated string."""
     from .data.degradations import get as get_degradation
+    from .data.degradations import parse_ops
     from .eval.report import write_report
 
+    ops = [name for name, _ in parse_ops(ops)] if isinstance(ops, str) else list(ops)
     for name in ops:
         get_degradation(name)  # an unknown name fails before any work
     names = list(detectors) or [None]

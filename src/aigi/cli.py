@@ -192,17 +192,15 @@ def robustness(
     device: str = typer.Option("cpu"),
 ) -> None:
     """Evaluate under degradations at several severities; curves and tables in an HTML report."""
-    from .data.degradations import parse_ops
     from .eval.robustness import format_sweep
 
     with _errors():
-        op_names = [name for name, _ in parse_ops(ops)]
         try:
             levels = [float(x) for x in severities.split(",") if x.strip()]
         except ValueError:
             _fail(f"--severities: '{severities}' is not a comma-separated list of numbers")
         sweeps, files, target = api.robustness_report(
-            list(detector or [None]), data, out, ops=op_names, severities=levels, seed=seed, suite=suite,
+            list(detector or [None]), data, out, ops=ops, severities=levels, seed=seed, suite=suite,
             subset_depth=subset_depth, limit_per_class=limit_per_class, batch_size=batch_size, cache_dir=cache_dir,
             device=device, progress_factory=_bar)
         for label, rows in sweeps.items():

@@ -21,12 +21,29 @@ def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
+def closest(key: str, valid: list[str]) -> str | None:
+    """The valid key a person most likely meant: a near spelling (``epoch`` → ``epochs``),
+    initials (``learning_rate`` → ``lr``) or one part of a compound (``lr_rate`` → ``lr``)."""
+    key = str(key).lower()
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    parts = [p for p in key.replace("-", "_").split("_") if p]
+    for candidate in valid:
+        if candidate == "".join(p[0] for p in parts) or candidate in parts:
+            return candidate
+        if len(key) >= 3 and (candidate.startswith(key) or key.startswith(candidate)):
+            return candidate
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.45)
+    return close[0] if close else None
+
+
 def unknown_keys_error(where: str, unknown: list[str], valid: list[str]) -> ConfigError:
     """``unknown config keys: train.learning_rate (did you mean 'lr'?); valid in train: …``."""
     parts = []
     for key in unknown:
-        close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
-        parts.append(_join(where, str(key)) + (f" (did you mean '{close[0]}'?)" if close else ""))
+        guess = closest(str(key), valid)
+        parts.append(_join(where, str(key)) + (f" (did you mean '{guess}'?)" if guess else ""))
     section = f"in {where}" if where else "at the top level"
     return ConfigError(f"unknown config keys: {', '.join(parts)}; valid {section}: {', '.join(valid)}")
 
@@ -92,8 +109,8 @@ def coerce(tp: Any, value: Any, where: str) -> Any:
     if origin is Literal:
         if value in args:
             return value
-        close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1, cutoff=0.5)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        guess = closest(str(value), [str(a) for a in args])
+        hint = f" (did you mean '{guess}'?)" if guess else ""
         raise ConfigError(f"{where}: must be {describe(tp)}, not {value!r}{hint}")
     if origin in (list, tuple, collections.abc.Sequence):
         if not isinstance(value, (list, tuple)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-from . import register
+from .table import register
 
 
 def _convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:

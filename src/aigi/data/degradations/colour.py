@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import register
+from .table import register
 
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as Pillow's "L" conversion
 

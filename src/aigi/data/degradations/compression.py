@@ -6,7 +6,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from . import register
+from .table import register
 
 
 def _roundtrip(image: np.ndarray, fmt: str, **options) -> np.ndarray:

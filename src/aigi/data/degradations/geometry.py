@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from . import register
+from .table import register
 
 
 @register("crop", "geometry", "random crop keeping 1 − 0.5 · severity of each side (to 50 % at 1), resized back")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from . import register
+from .table import register
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:

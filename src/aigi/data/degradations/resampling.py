@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from . import register
+from .table import register
 
 _NEAREST, _BILINEAR, _LANCZOS = Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.LANCZOS
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from . import register
+from .table import register
 from .compression import _roundtrip
 from .resampling import _down_up
 
