@@ -17,7 +17,8 @@ import time
 def one(mode: str, backbone: str, text: str, batch: int, steps: int) -> dict:
     import torch
 
-    from aigi.detectors.dgs import DGSDetector
+    from aigi.methods.dgs.model import DGSDetector
+    from aigi.methods.dgs.trainer import training_step
 
     det = DGSDetector(backbone, text_backbone=text)
     size = det.student.preprocess_spec.output_size
@@ -33,7 +34,7 @@ def one(mode: str, backbone: str, text: str, batch: int, steps: int) -> dict:
         _ = det.teacher  # loaded before timing, like the captions and text embeddings
 
         def step():
-            det.training_step(x, y, text_embeds, opt)
+            training_step(det, x, y, text_embeds, opt)
     else:
         def step():
             opt.zero_grad()

@@ -28,13 +28,13 @@ CASES = [  # (label, tune, tuned_blocks, distill, stage)
 def one(index: int, backbone: str, batch: int, steps: int) -> dict:
     import torch
 
-    from aigi.detectors.featdistill import FeatDistillExpert
-    from aigi.training.distill import DISTILLATIONS
+    from aigi.methods.featdistill.model import FeatDistillExpert
+    from aigi.methods.featdistill.distillation import DISTILLATIONS
 
     label, tune, blocks, distill, stage = CASES[index]
     torch.manual_seed(0)
     det = FeatDistillExpert(backbone, tune=tune, tuned_blocks=blocks, distill=distill).train()
-    dist = DISTILLATIONS.get(distill)(det, {})
+    dist = DISTILLATIONS.get(distill)(det)
     size = det.model.preprocess_spec.output_size
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     y = (torch.arange(batch) % 2).float()

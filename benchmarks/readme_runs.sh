@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every number in the README, regenerated: trains and evaluates on ../shared/data/cifake
+# Every number in README.md and docs/, regenerated: trains and evaluates on ../shared/data/cifake
 # and runs the benchmarks. About 40 minutes on a 2-core CPU; outputs go to runs/readme/.
 set -euo pipefail
 cd "$(dirname "$0")/.."

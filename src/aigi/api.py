@@ -87,7 +87,7 @@ def detect(paths: Sequence[str | Path], detector: Detector | str | Path | None =
            progress: Callable[[int], None] | None = None) -> Iterator[Prediction]:
     """Score image files, yielding a prediction per file; with ``out`` (.jsonl / .csv) every batch
     is appended as it comes and a rerun skips what is already there."""
-    from .detect import run_detect
+    from .scoring import run_detect
 
     det = _detector(detector, device)
     yield from run_detect(det, [Path(p) for p in paths], out=Path(out) if out else None, batch_size=batch_size,

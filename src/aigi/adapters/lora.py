@@ -21,7 +21,7 @@ class LoRA(nn.Module):
         if rank < 1:
             raise InputError(f"LoRA rank must be ≥ 1, got {rank}")
         self.rank = int(rank)
-        self.alpha = float(alpha if alpha is not None else rank)  # α = r: scale 1, as methods.md fixes
+        self.alpha = float(alpha if alpha is not None else rank)  # α = r: scale 1 unless a recipe says otherwise
         self.scale = self.alpha / self.rank
         self.A = nn.Parameter(torch.empty(self.rank, in_features))
         self.B = nn.Parameter(torch.zeros(out_features, self.rank))

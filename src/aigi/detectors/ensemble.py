@@ -1,4 +1,4 @@
-"""Multi-expert ensemble with soft voting (FeatDistill, seed 000).
+"""Multi-expert ensemble with soft voting (as in FeatDistill, Tu et al. 2026).
 
 An ensemble is a list of trained detectors — any registered method, any
 backbone (CLIP, SigLIP), each with its own pre-processing — whose P(fake) are

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .table import register
 from .compression import _roundtrip
 from .resampling import _down_up
+from .table import register
 
 _KERNELS = (Image.Resampling.LANCZOS, Image.Resampling.BILINEAR)  # a platform's down-scale, the viewer's up-scale
 

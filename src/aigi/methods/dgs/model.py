@@ -1,4 +1,5 @@
-"""DGS-Net — LoRA fine-tuning with distillation-guided gradient surgery (seed 001).
+"""DGS-Net — LoRA fine-tuning with distillation-guided gradient surgery
+(ICML 2026, arXiv 2511.13108; docs/methods/dgs.md).
 
 Three branches per (image, caption, label): the student image tower with LoRA
 (``peft``, rank 8 on attention q, v by default) and its head; the frozen CLIP

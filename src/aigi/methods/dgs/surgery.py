@@ -1,4 +1,4 @@
-"""Distillation-guided gradient surgery (DGS-Net, seed 001; methods.md §4).
+"""Distillation-guided gradient surgery (DGS-Net, arXiv 2511.13108).
 
 DGS-Net fine-tunes a CLIP image tower with LoRA, but edits the gradient that
 reaches the tower. Gradients are taken per sample with respect to the

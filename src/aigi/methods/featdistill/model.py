@@ -1,4 +1,5 @@
-"""FeatDistill expert — a fine-tuned CLIP / SigLIP tower with an MLP head (seed 000).
+"""FeatDistill expert — a fine-tuned CLIP / SigLIP tower with an MLP head
+(FeatDistill, Tu et al. 2026; docs/methods/featdistill.md).
 
 One expert of the FeatDistill ensemble: the image tower, tuned either in full
 (``tune: full``) or through LoRA bypasses (``tune: lora``), on its last
@@ -49,7 +50,7 @@ CRD_DEFAULTS: dict[str, Any] = plain(CRDSettings())
 
 class MLPHead(nn.Sequential):
     """``d → hidden → 1`` with ReLU and dropout: the authors' head (768/1152 → 256 → 2, as one logit);
-    ``hidden = 0`` gives the linear head methods.md mentions."""
+    ``hidden = 0`` gives a linear head."""
 
     def __init__(self, dim: int, hidden: int = 256, dropout: float = 0.1) -> None:
         if hidden:

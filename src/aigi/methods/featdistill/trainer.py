@@ -1,4 +1,4 @@
-"""FeatDistill's ``two_stage`` trainer, resumable at any step (seed 000; docs/methods/featdistill.md).
+"""FeatDistill's ``two_stage`` trainer, resumable at any step (docs/methods/featdistill.md).
 
 Stage 1 (``stage1_epochs``): BCE. At the boundary the model is snapshotted —
 saved as a usable detector in ``<run>/stage1`` and frozen as the teacher.

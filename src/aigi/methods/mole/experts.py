@@ -1,4 +1,4 @@
-"""Mixture of low-rank experts (CLIPMoLE, seed 003 §3.2).
+"""Mixture of low-rank experts (CLIPMoLE, §3.2 of the paper).
 
 ``ΔW x = (α/r) B A x + G_k(x) (α_k/r_k) B_k A_k x`` with ``k = argmax softmax(W_g x)``:
 one shared LoRA for every token plus, per token, the single routed LoRA its

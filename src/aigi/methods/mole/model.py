@@ -1,4 +1,6 @@
-"""CLIPMoLE — mixture of low-rank experts on the last blocks of a frozen ViT (seed 003).
+"""CLIPMoLE — mixture of low-rank experts on the last blocks of a frozen ViT
+(Liu et al., "Mixture of Low-rank Experts for Transferable AI-Generated Image Detection";
+docs/methods/mole.md).
 
 The backbone stays frozen. In each of the last ``adapted_blocks`` blocks a
 mixture of LoRA experts bypasses the whole MLP sub-layer

@@ -1,0 +1,80 @@
+"""Scoring: P(fake) from logits (through the stored calibration), verdicts, and
+``predict`` over paths, PIL images, arrays or bytes, one bad input never stopping a batch.
+
+A mixin of :class:`~aigi.detectors.base.Detector`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from ..data.io import ImageReadError, read_image
+
+
+@dataclass
+class Prediction:
+    """One image's result. ``error`` is set (and the score left empty) when the
+    image could not be read: a batch never stops for one bad file."""
+
+    path: str
+    prob_fake: float | None
+    verdict: str | None
+    error: str | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def as_record(self) -> dict[str, Any]:
+        rec = {"path": self.path, "prob_fake": self.prob_fake, "verdict": self.verdict, "error": self.error}
+        rec.update(self.extra)
+        return rec
+
+
+class Inference:
+    """P(fake), verdicts and batch prediction on top of the detector's forward pass."""
+
+    def to_probability(self, logits: torch.Tensor) -> torch.Tensor:
+        """P(fake) from raw logits, through the stored calibration if any."""
+        from .calibration import apply
+
+        return torch.sigmoid(apply(logits.float(), self.calibration))
+
+    @torch.no_grad()
+    def logits_from_features(self, features: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        self.eval()
+        out = [self.head_from_features(features[i : i + batch_size].to(self.device)).float().cpu()
+               for i in range(0, features.shape[0], batch_size)]
+        return torch.cat(out) if out else torch.empty(0)
+
+    def probabilities_from_features(self, features: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        return self.to_probability(self.logits_from_features(features, batch_size))
+
+    def verdict(self, prob: float) -> str:
+        return "fake" if prob >= self.threshold else "real"
+
+    @torch.no_grad()
+    def predict(self, inputs: Iterable[Any] | Any, batch_size: int = 16, progress=None) -> list[Prediction]:
+        """Score paths, PIL images, numpy arrays or bytes; unreadable inputs get an
+        error record instead of stopping the batch."""
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        self.eval()
+        results: list[Prediction | None] = [None] * len(items)
+        for start in range(0, len(items), batch_size):
+            idx, images = [], []
+            for i in range(start, min(start + batch_size, len(items))):
+                name = str(items[i]) if isinstance(items[i], (str, Path)) else f"<input {i}>"
+                try:
+                    images.append(read_image(items[i]))
+                    idx.append(i)
+                except ImageReadError as exc:
+                    results[i] = Prediction(name, None, None, exc.cause)
+            if images:
+                pixels = self.backbone.preprocess(images).to(self.device)
+                probs = self.to_probability(self(pixels).cpu()).tolist()
+                for i, p in zip(idx, probs):
+                    name = str(items[i]) if isinstance(items[i], (str, Path)) else f"<input {i}>"
+                    results[i] = Prediction(name, p, self.verdict(p))
+            if progress:
+                progress(min(batch_size, len(items) - start))
+        return results  # type: ignore[return-value]
