@@ -67,13 +67,30 @@ class PreprocessSpec:
         return cls(int(edge), None, "exact", mean, std, resample)  # type: ignore[arg-type]
 
 
+# An intermediate image longer than this many output sizes is never made: a 1 × 10,000 strip
+# would otherwise be resized to 224 × 2,240,000 before its centre crop is taken.
+_MAX_INTERMEDIATE = 4
+
+
 def _resize(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
+    """Resize as the reference processors do, at a cost bounded by the output size whatever the
+    aspect ratio: only the span of the long side that the centre crop keeps is resampled."""
     resample = _RESAMPLE[spec.resample]
-    if spec.resize_mode == "exact":
-        return image.resize((spec.size, spec.size), resample=resample)
     w, h = image.size
+    if spec.resize_mode == "exact":
+        if max(w, h) > _MAX_INTERMEDIATE * spec.size:  # reduce by whole factors first: bounded memory
+            return image.resize((spec.size, spec.size), resample=resample, reducing_gap=2.0)
+        return image.resize((spec.size, spec.size), resample=resample)
     short, long = (w, h) if w <= h else (h, w)
     new_long = int(spec.size * long / short)  # same rounding as the HF processors
+    if spec.crop and new_long > _MAX_INTERMEDIATE * max(spec.size, spec.crop):
+        # the same sampling positions as resizing everything and cropping the centre: the box's
+        # scale is long / new_long and it starts where the crop starts
+        keep = min(spec.crop, new_long)
+        start, step = (new_long - keep) // 2, long / new_long
+        if w <= h:
+            return image.resize((spec.size, keep), resample=resample, box=(0, start * step, w, (start + keep) * step))
+        return image.resize((keep, spec.size), resample=resample, box=(start * step, 0, (start + keep) * step, h))
     new_size = (spec.size, new_long) if w <= h else (new_long, spec.size)
     return image.resize(new_size, resample=resample)
 
@@ -88,6 +105,24 @@ def _centre_crop(batch: torch.Tensor, crop: int) -> torch.Tensor:
     return batch[..., top : top + crop, left : left + crop]
 
 
+def preprocess_one(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:
+    """One RGB PIL image → its uint8 ``[3, S, S]`` tensor (resized and cropped, not yet normalised).
+    Callers that must survive one bad image preprocess image by image with this."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    t = torch.from_numpy(np.asarray(_resize(image, spec), dtype=np.uint8).copy()).permute(2, 0, 1)
+    if spec.resize_mode == "shortest_edge" and spec.crop:
+        t = _centre_crop(t, spec.crop)
+    return t
+
+
+def normalise(batch: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
+    """uint8 ``[B, 3, S, S]`` → the tower's normalised float input, in one op."""
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    return (batch.float().div_(255.0) - mean) / std
+
+
 def preprocess(images: Sequence[Image.Image], spec: PreprocessSpec) -> torch.Tensor:
     """RGB PIL images → normalised float tensor ``[B, 3, S, S]``.
 
@@ -96,16 +131,4 @@ def preprocess(images: Sequence[Image.Image], spec: PreprocessSpec) -> torch.Ten
     """
     if len(images) == 0:
         return torch.empty(0, 3, spec.output_size, spec.output_size)
-    tensors = []
-    for image in images:
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        arr = np.asarray(_resize(image, spec), dtype=np.uint8)
-        t = torch.from_numpy(arr.copy()).permute(2, 0, 1)
-        if spec.resize_mode == "shortest_edge" and spec.crop:
-            t = _centre_crop(t, spec.crop)
-        tensors.append(t)
-    batch = torch.stack(tensors).float().div_(255.0)
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1)
-    return (batch - mean) / std
+    return normalise(torch.stack([preprocess_one(image, spec) for image in images]), spec)

@@ -55,26 +55,38 @@ class Inference:
 
     @torch.no_grad()
     def predict(self, inputs: Iterable[Any] | Any, batch_size: int = 16, progress=None) -> list[Prediction]:
-        """Score paths, PIL images, numpy arrays or bytes; unreadable inputs get an
-        error record instead of stopping the batch."""
+        """Score paths, PIL images, numpy arrays or bytes. An input that cannot be read or
+        prepared gets an error record, and a batch that fails as a whole (out of memory) is
+        scored image by image: one image never takes its batch with it."""
         items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         self.eval()
+        names = [str(x) if isinstance(x, (str, Path)) else f"<input {i}>" for i, x in enumerate(items)]
         results: list[Prediction | None] = [None] * len(items)
         for start in range(0, len(items), batch_size):
             idx, images = [], []
             for i in range(start, min(start + batch_size, len(items))):
-                name = str(items[i]) if isinstance(items[i], (str, Path)) else f"<input {i}>"
                 try:
                     images.append(read_image(items[i]))
                     idx.append(i)
                 except ImageReadError as exc:
-                    results[i] = Prediction(name, None, None, exc.cause)
-            if images:
-                pixels = self.backbone.preprocess(images).to(self.device)
-                probs = self.to_probability(self(pixels).cpu()).tolist()
-                for i, p in zip(idx, probs):
-                    name = str(items[i]) if isinstance(items[i], (str, Path)) else f"<input {i}>"
-                    results[i] = Prediction(name, p, self.verdict(p))
+                    results[i] = Prediction(names[i], None, None, exc.cause)
+            pixels, kept, failed = self.backbone.prepare(images)
+            for j, cause in failed.items():
+                results[idx[j]] = Prediction(names[idx[j]], None, None, cause)
+            for i, p in zip([idx[j] for j in kept], self._probabilities(pixels)):
+                results[i] = Prediction(names[i], None, None, p) if isinstance(p, str) else \
+                    Prediction(names[i], p, self.verdict(p))
             if progress:
                 progress(min(batch_size, len(items) - start))
         return results  # type: ignore[return-value]
+
+    def _probabilities(self, pixels: torch.Tensor) -> list[float | str]:
+        """P(fake) per image; if the batch runs out of memory, image by image (a failure → its cause)."""
+        if not len(pixels):
+            return []
+        try:
+            return self.to_probability(self(pixels.to(self.device)).cpu()).tolist()
+        except (MemoryError, torch.OutOfMemoryError) as exc:
+            if len(pixels) == 1:
+                return [f"out of memory while scoring ({type(exc).__name__})"]
+            return [p for k in range(len(pixels)) for p in self._probabilities(pixels[k : k + 1])]

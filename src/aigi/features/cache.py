@@ -145,9 +145,9 @@ class FeatureCache:
         return self._stores[key]
 
     @torch.inference_mode()
-    def _encode(self, images: list, keys: Sequence[str]) -> dict[str, torch.Tensor]:
+    def _encode(self, images: torch.Tensor, keys: Sequence[str]) -> dict[str, torch.Tensor]:
         device = next(self.backbone.parameters()).device
-        pixels = self.backbone.preprocess(images).to(device)
+        pixels = images.to(device)
         blocks = {k: check_key(k) for k in keys}
         out = self.backbone.encode(pixels, layers="all" if "cls" in keys else None, embed="embed" in keys,
                                    block_inputs=[b for b in blocks.values() if b is not None])
@@ -201,6 +201,7 @@ class FeatureCache:
         pending_h: list[str] = []
         pending_v: dict[str, list[torch.Tensor]] = {k: [] for k in computed}
         seen: set[str] = set()
+        unprepared: dict[str, str] = {}  # hash → why it could not be prepared
         for start in range(0, len(missing), batch_size):
             chunk = missing[start : start + batch_size]
             images, chunk_hashes = [], []
@@ -216,9 +217,13 @@ class FeatureCache:
                 except ImageReadError as exc:
                     errors.append((str(paths[i]), exc.cause))
                     hashes[i] = None
-            if images:
-                feats = self._encode(images, computed)
-                encoded += len(images)
+            pixels, ok, failed = self.backbone.prepare(images)
+            for j, cause in failed.items():  # one image that cannot be prepared never fails the batch
+                unprepared[chunk_hashes[j]] = cause
+            chunk_hashes = [chunk_hashes[j] for j in ok]
+            if len(pixels):
+                feats = self._encode(pixels, computed)
+                encoded += len(pixels)
                 pending_h.extend(chunk_hashes)  # type: ignore[arg-type]
                 for k in computed:
                     pending_v[k].append(feats[k].cpu())
@@ -230,6 +235,10 @@ class FeatureCache:
                 pending_h = []
             if progress:
                 progress(len(chunk))
+        for i, h in enumerate(hashes):
+            if h in unprepared:  # every copy of those bytes
+                errors.append((str(paths[i]), unprepared[h]))
+                hashes[i] = None
         kept = [i for i, h in enumerate(hashes) if h is not None]
         features = {k: stores[k].get([hashes[i] for i in kept]) for k in keys}  # type: ignore[misc]
         return ExtractResult(features, kept, errors, encoded)

@@ -23,7 +23,7 @@ from .validation import KeepBest, ValidationAP, format_row, validation_ap
 
 
 class PixelDataset(torch.utils.data.Dataset):
-    """Samples → (pixels, label); unreadable files come back as None and are dropped."""
+    """Samples → (pixels, label); files that cannot be read or prepared come back as None and are dropped."""
 
     def __init__(self, samples: Sequence[Sample], preprocess: Callable, augment: Augmentations, seed: int) -> None:
         self.samples, self.preprocess, self.augment, self.seed = list(samples), preprocess, augment, seed
@@ -36,11 +36,11 @@ class PixelDataset(torch.utils.data.Dataset):
         sample = self.samples[index]
         try:
             image = read_image(sample.path)
-        except ImageReadError:
+            if self.augment.active:
+                image = self.augment(image, np.random.default_rng([self.seed, self.epoch, index]))
+            return self.preprocess([image])[0], sample.label
+        except (ImageReadError, MemoryError, OSError, ValueError):  # one bad image never stops the epoch
             return None
-        if self.augment.active:
-            image = self.augment(image, np.random.default_rng([self.seed, self.epoch, index]))
-        return self.preprocess([image])[0], sample.label
 
 
 def collate(batch):
