@@ -18,7 +18,7 @@ from .errors import InputError
 if TYPE_CHECKING:  # importing this module stays light: torch loads on first use
     from .detectors import Detector, Prediction
 
-__all__ = ["load_detector", "pretrained_detectors", "resolve_detector", "methods", "find_images",
+__all__ = ["load_detector", "pretrained_detectors", "resolve_detector", "detector_info", "methods", "find_images",
            "detect", "train", "describe", "evaluate", "compare", "robustness", "robustness_report", "degrade",
            "degradations", "contact_sheet", "ensemble", "calibrate", "export", "backbones", "prepare_backbone",
            "suites", "check_dataset", "Comparison"]
@@ -36,14 +36,14 @@ def load_detector(name_or_path: str | Path | None = None, device: str = "cpu") -
 
 def resolve_detector(name_or_path: str | Path | None = None) -> Path:
     """The folder a shipped name, a detector folder or a run folder stands for."""
-    from .detectors.store import resolve_detector as resolve
+    from .detectors.folders import resolve_detector as resolve
 
     return resolve(name_or_path)
 
 
 def pretrained_detectors() -> dict[str, Path]:
     """Detectors shipped inside the package, by name."""
-    from .detectors.store import pretrained_detectors as shipped
+    from .detectors.folders import pretrained_detectors as shipped
 
     return shipped()
 
@@ -75,23 +75,38 @@ def methods() -> list[str]:
     return DETECTORS.names()
 
 
-def find_images(paths: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files, folders (recursive) and glob patterns → image paths, and the inputs that gave none."""
+def find_images(paths: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, str]], dict[str, int]]:
+    """Files, folders (recursive; images found by name or by content) and glob patterns → image
+    paths, the inputs that gave none, and what folders held that was skipped (reason → count)."""
     from .data.io import list_images
 
-    return list_images([str(p) for p in paths])
+    skipped: dict[str, int] = {}
+    files, problems = list_images([str(p) for p in paths], skipped=skipped)
+    return files, problems, skipped
 
 
 def detect(paths: Sequence[str | Path], detector: Detector | str | Path | None = None, out: str | Path | None = None,
            batch_size: int = 16, retry_errors: bool = False, device: str = "cpu",
-           progress: Callable[[int], None] | None = None) -> Iterator[Prediction]:
-    """Score image files, yielding a prediction per file; with ``out`` (.jsonl / .csv) every batch
-    is appended as it comes and a rerun skips what is already there."""
+           progress: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None,
+           ) -> Iterator[Prediction]:
+    """Score image files, yielding a prediction per file. With ``out`` (.jsonl / .csv) every
+    batch is appended as it comes, a rerun skips what is already there (the detector is not
+    even loaded when nothing is left), and the file keeps one record per image
+    (:mod:`aigi.scoring`)."""
     from .scoring import run_detect
 
-    det = _detector(detector, device)
-    yield from run_detect(det, [Path(p) for p in paths], out=Path(out) if out else None, batch_size=batch_size,
-                          retry_errors=retry_errors, progress=progress)
+    yield from run_detect(lambda: _detector(detector, device), [Path(p) for p in paths],
+                          out=Path(out) if out else None, batch_size=batch_size, retry_errors=retry_errors,
+                          progress=progress, log=log)
+
+
+def detector_info(name_or_path: str | Path | None = None) -> dict:
+    """A saved detector's config (method, backbone, threshold, params…) without loading its weights."""
+    import json
+
+    from .detectors.folders import CONFIG_FILE
+
+    return json.loads((resolve_detector(name_or_path) / CONFIG_FILE).read_text())
 
 
 # ---- training -----------------------------------------------------------------------

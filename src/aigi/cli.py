@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Iterator, List, Optional
@@ -31,9 +32,20 @@ SUITE_HELP = "Layout reader (aigi datasets suites lists them)."
 _state = {"debug": False}
 
 
+class _EchoWarnings(logging.Handler):
+    """aigi's log warnings (a Pillow warning about one file, named) as ``warning:`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(f"warning: {record.getMessage()}", err=True)
+
+
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="Show the full traceback of any error.")) -> None:
     _state["debug"] = debug
+    logger = logging.getLogger("aigi")
+    if not any(isinstance(h, _EchoWarnings) for h in logger.handlers):
+        logger.addHandler(_EchoWarnings(logging.WARNING))
+        logger.propagate = False
 
 
 def _fail(message: str) -> None:
@@ -76,16 +88,16 @@ def detect(
 ) -> None:
     """Score images: P(fake) and a verdict per file."""
     with _errors():
-        det = api.load_detector(detector, device=device)
-        files, problems = api.find_images(paths)
+        threshold = api.detector_info(detector)["threshold"]  # fails early on a bad name, loads nothing
+        files, problems, skipped = api.find_images(paths)
         for inp, reason in problems:
             typer.echo(f"warning: {inp}: {reason}", err=True)
         if not files:
             _fail("no images to score")
         bar = _bar(len(files), "detect")
         counts = {"fake": 0, "real": 0, "error": 0}
-        for pred in api.detect(files, det, out=out, batch_size=batch_size, retry_errors=retry_errors,
-                               progress=bar.update):
+        for pred in api.detect(files, detector, out=out, batch_size=batch_size, retry_errors=retry_errors,
+                               device=device, progress=bar.update, log=lambda m: bar.write(f"note: {m}", file=sys.stderr)):
             counts[pred.verdict or "error"] += 1
             if out is None:
                 if pred.error:
@@ -96,10 +108,11 @@ def detect(
         bar.close()
         done = sum(counts.values())
         summary = f"{done} scored now: {counts['fake']} fake, {counts['real']} real, {counts['error']} unreadable"
-        skipped = len(files) - done
+        if len(files) - done:
+            summary += f"; {len(files) - done} already in {out}"
         if skipped:
-            summary += f"; {skipped} already in {out}"
-        typer.echo(summary + f" (threshold {det.threshold:.3f})", err=True)
+            summary += "; skipped in folders: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
+        typer.echo(summary + f" (threshold {threshold:.3f})", err=True)
 
 
 @app.command(context_settings={"allow_extra_args": False})

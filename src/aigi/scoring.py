@@ -1,125 +1,220 @@
-"""``aigi detect``: score many files, write results as they come, resume later.
+"""``aigi detect``: score many files into a results file that a crash cannot corrupt.
 
-Results are appended to the output file after every batch (JSONL or CSV, by the
-file's extension), so an interrupted run keeps everything it scored; running
-again with the same ``--out`` skips paths that already have a record.
+The results file (``--out``, JSONL or CSV by its extension) holds exactly one
+record per image:
+
+- records are appended and flushed after every batch, so a killed run keeps
+  everything it scored;
+- before appending, the file is checked: a torn last line (a run killed
+  mid-write) is cut off and its image scored again; a file that is not an aigi
+  results file (no ``path`` column or key) is refused and left untouched;
+- ``--retry-errors`` rewrites the file atomically (temporary file + rename)
+  without the error records it is about to retry, so a retried image never has
+  two records;
+- a record matches a file by its resolved absolute path, so ``photos/x.jpg`` and
+  ``/home/me/photos/x.jpg`` are the same image (relative paths in a file are
+  resolved against the working directory of the run that reads it);
+- a lock (``.<name>.lock`` beside the file) refuses a second run on the same file.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
+import os
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-from .detectors.base import Detector, Prediction
 from .errors import InputError
+from .locks import exclusive
+
+if TYPE_CHECKING:  # checking and repairing a results file imports no torch
+    from .detectors import Detector, Prediction
 
 FIELDS = ["path", "prob_fake", "verdict", "error"]
 
 
-def _output_format(out: Path) -> str:
+def output_format(out: Path) -> str:
     suffix = out.suffix.lower()
-    if suffix in (".jsonl", ".json", ".ndjson"):
+    if suffix in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
     if suffix == ".csv":
         return "csv"
-    raise InputError(f"{out}: output must end in .jsonl or .csv")
+    raise InputError(f"{out}: results must go to a .jsonl (.ndjson, .json) or .csv file")
 
 
-def read_records(out: Path) -> list[dict]:
-    """Records already in an output file (a torn last line is ignored)."""
-    if not out.exists():
-        return []
-    if _output_format(out) == "csv":
-        with open(out, newline="") as fh:
-            return list(csv.DictReader(fh))
-    records = []
-    with open(out) as fh:
-        for line in fh:
+def path_key(path: str | os.PathLike[str]) -> str:
+    """What identifies an image across runs: its resolved absolute path."""
+    return str(Path(path).expanduser().resolve())
+
+
+class ResultsFile:
+    """An existing or new results file: its complete records, repaired on open."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+        self.format = output_format(self.out)
+        self.header: list[str] | None = None
+        self.records: list[dict] = []
+        self.repaired: list[str] = []  # what was cut off, for the log
+        if self.out.exists():
+            if not self.out.is_file():
+                raise InputError(f"{self.out}: not a regular file")
+            self._read()
+
+    # ---- reading and repair -------------------------------------------------------
+    def _read(self) -> None:
+        data = self.out.read_bytes()
+        if not data.strip():
+            return
+        complete, _, tail = data.rpartition(b"\n")
+        if tail.strip():  # the last line has no newline: a run was killed while writing it
+            self.repaired.append(tail.decode("utf-8", "replace")[:80])
+            data = complete + b"\n" if complete else b""
+        text = data.decode("utf-8", "replace")
+        if self.format == "jsonl":
+            self._read_jsonl(text)
+        else:
+            self._read_csv(text)
+        if self.repaired:
+            self._rewrite()
+
+    def _read_jsonl(self, text: str) -> None:
+        lines = [line for line in text.splitlines() if line.strip()]
+        for n, line in enumerate(lines, start=1):
             try:
-                records.append(json.loads(line))
+                rec = json.loads(line)
             except json.JSONDecodeError:
+                if n == 1:
+                    raise InputError(f"{self.out}: not an aigi results file (line 1 is not JSON); "
+                                     "choose another --out, this one is left untouched") from None
+                self.repaired.append(line[:80])  # torn by an older version, then written after
                 continue
-    return records
+            if not isinstance(rec, dict) or "path" not in rec:
+                raise InputError(f"{self.out}:{n}: not an aigi results file (a record without 'path'); "
+                                 "choose another --out, this one is left untouched")
+            self.records.append(rec)
+
+    def _read_csv(self, text: str) -> None:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        if not rows:
+            return
+        self.header = rows[0]
+        if "path" not in self.header:
+            raise InputError(f"{self.out}: not an aigi results file (no 'path' column); "
+                             "choose another --out, this one is left untouched")
+        for row in rows[1:]:
+            if len(row) != len(self.header):
+                self.repaired.append(",".join(row)[:80])
+                continue
+            self.records.append(dict(zip(self.header, row)))
+
+    # ---- writing ------------------------------------------------------------------
+    def _rewrite(self) -> None:
+        """Write the kept records to a temporary file and rename it into place."""
+        tmp = self.out.with_name(f".{self.out.name}.tmp")
+        with open(tmp, "w", newline="") as fh:
+            if self.format == "jsonl":
+                fh.writelines(json.dumps(rec) + "\n" for rec in self.records)
+            else:
+                writer = csv.DictWriter(fh, fieldnames=self.header or FIELDS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(self.records)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.out)
+
+    def drop(self, keys: set[str]) -> None:
+        """Remove the records of these images (before scoring them again), atomically."""
+        kept = [rec for rec in self.records if path_key(rec["path"]) not in keys]
+        if len(kept) != len(self.records):
+            self.records = kept
+            self._rewrite()
+
+    def done(self, retry_errors: bool = False) -> set[str]:
+        """Images with a final record (an error counts unless it is to be retried)."""
+        return {path_key(r["path"]) for r in self.records if not (retry_errors and r.get("error"))}
 
 
 class ResultWriter:
     """Appends records and flushes after each batch; a CSV takes its columns from its
     header, or from the first record (an ensemble adds one ``p_<expert>`` column each)."""
 
-    def __init__(self, out: Path | None) -> None:
-        self.out = out
-        self.format = _output_format(out) if out else None
-        self._fh = None
+    def __init__(self, results: ResultsFile) -> None:
+        self.results = results
+        self.out = results.out
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.out.exists() or self.out.stat().st_size == 0
+        self._fh = open(self.out, "a", newline="")
         self._csv: csv.DictWriter | None = None
-        self._fresh = True
-        if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            self._fresh = not out.exists() or out.stat().st_size == 0
-            if self.format == "jsonl" and not self._fresh:
-                _end_with_newline(out)
-            self._fh = open(out, "a", newline="" if self.format == "csv" else None)
-
-    def _csv_writer(self, first: dict) -> csv.DictWriter:
-        if self._csv is None:
-            if self._fresh:
-                fields = FIELDS + [k for k in first if k not in FIELDS]
-            else:
-                with open(self.out, newline="") as fh:  # type: ignore[arg-type]
-                    fields = next(csv.reader(fh), FIELDS)
-            self._csv = csv.DictWriter(self._fh, fieldnames=fields, extrasaction="ignore")
-            if self._fresh:
-                self._csv.writeheader()
-        return self._csv
+        self._fields = None if fresh else results.header
 
     def write(self, records: Iterable[dict]) -> None:
-        if self._fh is None:
-            return
         for rec in records:
-            if self.format == "csv":
-                self._csv_writer(rec).writerow(rec)
+            if self.results.format == "csv":
+                if self._csv is None:
+                    header = self._fields is None
+                    self._fields = self._fields or FIELDS + [k for k in rec if k not in FIELDS]
+                    self._csv = csv.DictWriter(self._fh, fieldnames=self._fields, extrasaction="ignore")
+                    if header:
+                        self._csv.writeheader()
+                self._csv.writerow(rec)
             else:
                 self._fh.write(json.dumps(rec) + "\n")
         self._fh.flush()
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
+        self._fh.close()
 
 
-def _end_with_newline(path: Path) -> None:
-    """A killed run may leave a torn last line; start ours on a fresh one."""
-    with open(path, "rb+") as fh:
-        fh.seek(-1, 2)
-        if fh.read(1) != b"\n":
-            fh.write(b"\n")
+def pending(paths: list[Path], out: Path | None, retry_errors: bool = False) -> tuple[list[Path], ResultsFile | None]:
+    """The paths still to score (none of them has a final record in ``out``), and the
+    checked, repaired results file. Nothing is loaded: a finished run costs no model."""
+    if out is None:
+        return list(paths), None
+    results = ResultsFile(out)
+    done = results.done(retry_errors)
+    return [p for p in paths if path_key(p) not in done], results
 
 
 def run_detect(
-    detector: Detector,
+    detector: Detector | Callable[[], Detector],
     paths: list[Path],
     out: Path | None = None,
     batch_size: int = 16,
     retry_errors: bool = False,
     progress: Callable[[int], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Iterator[Prediction]:
-    """Yield predictions for ``paths`` not already in ``out``, writing each batch."""
-    done: set[str] = set()
-    if out is not None:
-        for rec in read_records(out):
-            if retry_errors and rec.get("error"):
-                continue
-            done.add(rec["path"])
-    todo = [p for p in paths if str(p) not in done]
-    if progress and len(paths) - len(todo):
-        progress(len(paths) - len(todo))
-    writer = ResultWriter(out)
-    try:
-        for start in range(0, len(todo), batch_size):
-            batch = detector.predict([str(p) for p in todo[start : start + batch_size]], batch_size=batch_size)
-            writer.write(p.as_record() for p in batch)
-            if progress:
-                progress(len(batch))
-            yield from batch
-    finally:
-        writer.close()
+    """Yield predictions for ``paths`` not already in ``out``, writing each batch.
+    ``detector`` may be a function that loads it: it is called only if something is left to score."""
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    with exclusive(out, "detect") if out is not None else contextlib.nullcontext():
+        todo, results = pending(paths, out, retry_errors)
+        if results is not None and results.repaired and log:
+            log(f"{out}: cut {len(results.repaired)} incomplete record(s) left by an interrupted run "
+                f"(first: {results.repaired[0]!r}); those images are scored again")
+        if progress and len(paths) - len(todo):
+            progress(len(paths) - len(todo))
+        if not todo:
+            return
+        if results is not None and retry_errors:
+            results.drop({path_key(p) for p in todo})
+        from .detectors.base import Detector
+
+        det = detector if isinstance(detector, Detector) else detector()
+        writer = ResultWriter(results) if results is not None else None
+        try:
+            for start in range(0, len(todo), batch_size):
+                batch = det.predict([str(p) for p in todo[start : start + batch_size]], batch_size=batch_size)
+                if writer:
+                    writer.write(p.as_record() for p in batch)
+                if progress:
+                    progress(len(batch))
+                yield from batch
+        finally:
+            if writer:
+                writer.close()
+

@@ -12,9 +12,12 @@ from __future__ import annotations
 import glob
 import hashlib
 import io
+import logging
 import os
 import re
+import stat
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Union
@@ -222,12 +225,56 @@ def _finish(im: Image.Image, name: str, limit: int | None) -> Image.Image:
     return out
 
 
+log = logging.getLogger("aigi.io")
+
+# Leading bytes of the formats Pillow reads, and of image formats it cannot (still images to a person).
+_SIGNATURES: tuple[tuple[int, bytes], ...] = (
+    (0, b"\xff\xd8\xff"), (0, b"\x89PNG"), (0, b"GIF8"), (0, b"BM"), (0, b"II*\x00"), (0, b"MM\x00*"),
+    (8, b"WEBP"), (4, b"jP  "), (0, b"\xffO\xffQ"), (0, b"\x00\x00\x01\x00"), (4, b"ftyp"), (0, b"8BPS"),
+    (0, b"P1"), (0, b"P2"), (0, b"P3"), (0, b"P4"), (0, b"P5"), (0, b"P6"), (0, b"DDS "), (0, b"icns"),
+    (0, b"\x00\x00\x00\x0cjXL "), (0, b"\xff\x0a"),
+)
+
+
+def looks_like_image(head: bytes) -> bool:
+    """Whether a file's first bytes are those of an image format (or an SVG drawing)."""
+    if any(head[at : at + len(magic)] == magic for at, magic in _SIGNATURES):
+        return True
+    text = head.lstrip()[:256].lower()
+    return text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text)
+
+
+def _unknown_format(fp: IO[bytes]) -> str:
+    """Why Pillow could not open it, in words a person can act on."""
+    try:
+        fp.seek(0)
+        head = fp.read(512)
+    except (OSError, ValueError):
+        return "not a recognised image format"
+    brand = head[8:12] if head[4:8] == b"ftyp" else b""
+    if brand[:3] in (b"hei", b"hev", b"mif", b"msf") or brand in (b"avif", b"avis"):
+        return f"{brand.decode('ascii', 'replace').strip()} (HEIF/AVIF) image: Pillow cannot decode it here; convert it to JPEG or PNG"
+    if looks_like_image(head) and b"svg" in head.lower():
+        return "SVG is a vector drawing: rasterise it (e.g. to PNG) first"
+    return "not a recognised image format"
+
+
 def _decode_stream(fp: IO[bytes], name: str, limit: int | None) -> Image.Image:
+    with warnings.catch_warnings(record=True) as caught:  # Pillow's warnings name no file: we do
+        warnings.simplefilter("always")
+        try:
+            return _decode_stream_quietly(fp, name, limit)
+        finally:
+            for w in caught:
+                log.warning("%s: %s", name, " ".join(str(w.message).split()))
+
+
+def _decode_stream_quietly(fp: IO[bytes], name: str, limit: int | None) -> Image.Image:
     try:
         with _pillow_limit(limit):
             im = Image.open(fp)
     except UnidentifiedImageError:
-        raise ImageReadError(name, "not a recognised image format") from None
+        raise ImageReadError(name, _unknown_format(fp)) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise _pillow_bomb(err, name, limit) from None
     except MemoryError:
@@ -313,6 +360,13 @@ def read_image(source: ImageSource, max_pixels: int | None = None) -> Image.Imag
         if os.path.isdir(name):  # Windows reports directories as permission errors
             raise ImageReadError(name, "is a directory")
         try:
+            mode = os.stat(name).st_mode
+        except OSError as err:
+            raise ImageReadError(name, _os_cause(err)) from None
+        if not stat.S_ISREG(mode):  # opening a FIFO would block forever
+            kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise ImageReadError(name, f"not a regular file ({kind})")
+        try:
             fp = open(name, "rb")
         except OSError as err:
             raise ImageReadError(name, _os_cause(err)) from None
@@ -330,7 +384,11 @@ def read_image(source: ImageSource, max_pixels: int | None = None) -> Image.Imag
 
 
 def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hash of the file's bytes: the cache key, so renamed copies share results."""
+    """Hash of the file's bytes: the cache key, so renamed copies share results. A pipe or a
+    device is refused (OSError) before it is opened: reading one could block forever."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise OSError(f"not a regular file ({'a FIFO (named pipe)' if stat.S_ISFIFO(mode) else 'a device or socket'})")
     digest = hashlib.sha256()
     with open(path, "rb") as fp:
         while block := fp.read(chunk):
@@ -342,22 +400,49 @@ def _is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _images_in_dir(folder: str, recursive: bool) -> list[Path]:
-    """Image files below ``folder``, hidden entries skipped, sorted."""
+def _is_image_file(path: str) -> bool:
+    """Named like an image, or its first bytes say it is one (a .heic, an extension-less JPEG)."""
+    if _is_image_name(path):
+        return True
+    try:
+        with open(path, "rb") as fp:
+            return looks_like_image(fp.read(64))
+    except OSError:
+        return False
+
+
+def _images_in_dir(folder: str, recursive: bool, skipped: dict[str, int] | None = None) -> list[Path]:
+    """Image files below ``folder`` (by name or by content), sorted. Hidden entries and files
+    that are not images are skipped, and counted in ``skipped`` by reason."""
     found: list[Path] = []
+    counts = skipped if skipped is not None else {}
+
+    def consider(path: str, name: str) -> None:
+        if name.startswith("."):
+            counts["hidden"] = counts.get("hidden", 0) + 1
+            return
+        try:
+            regular = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError:  # vanished meanwhile, or a dangling link: it gets its error record
+            regular = False
+        if not regular or _is_image_file(path):  # a pipe gets an error record, never a blocking read
+            found.append(Path(path))
+        else:
+            counts["not images"] = counts.get("not images", 0) + 1
+
     if recursive:
         for dirpath, dirnames, filenames in os.walk(folder):
+            hidden = sum(d.startswith(".") for d in dirnames)
+            if hidden:
+                counts["hidden"] = counts.get("hidden", 0) + hidden
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            found.extend(
-                Path(dirpath, f) for f in filenames if not f.startswith(".") and _is_image_name(f)
-            )
+            for f in filenames:
+                consider(os.path.join(dirpath, f), f)
     else:
         with os.scandir(folder) as entries:
-            found.extend(
-                Path(e.path)
-                for e in entries
-                if not e.name.startswith(".") and e.is_file() and _is_image_name(e.name)
-            )
+            for e in entries:
+                if not e.is_dir():
+                    consider(e.path, e.name)
     return sorted(found)
 
 
@@ -366,7 +451,7 @@ def _has_magic(text: str) -> bool:
 
 
 def list_images(
-    inputs: Iterable[str | os.PathLike[str]], recursive: bool = True
+    inputs: Iterable[str | os.PathLike[str]], recursive: bool = True, skipped: dict[str, int] | None = None
 ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand files, folders and glob patterns into image paths.
 
@@ -374,7 +459,9 @@ def list_images(
     sorted inside each folder/pattern expansion, without duplicates. Files named
     explicitly are kept whatever their extension, so an unreadable one still
     produces an error record downstream instead of vanishing. ``problems`` lists
-    ``(input, reason)`` for inputs that exist nowhere or yield no images.
+    ``(input, reason)`` for inputs that exist nowhere or yield no images. Folders are
+    read by content as well as by name; what they hold that is skipped (hidden entries,
+    files that are not images, pipes) is counted in ``skipped``.
     """
     paths: list[Path] = []
     seen: set[str] = set()
@@ -392,7 +479,7 @@ def list_images(
         if os.path.isfile(text):
             add([Path(text)])
         elif os.path.isdir(text):
-            group = _images_in_dir(text, recursive)
+            group = _images_in_dir(text, recursive, skipped)
             if not group:
                 problems.append((text, "no image files in directory"))
             add(group)
@@ -404,14 +491,14 @@ def list_images(
             group = []
             for match in matches:
                 if os.path.isdir(match):
-                    group.extend(_images_in_dir(match, recursive))
-                elif os.path.isfile(match) and _is_image_name(match):
+                    group.extend(_images_in_dir(match, recursive, skipped))
+                elif os.path.isfile(match) and _is_image_file(match):
                     group.append(Path(match))
             if not group:
                 problems.append((text, "pattern matched no image files"))
             add(sorted(group))
-        elif os.path.exists(text):
-            problems.append((text, "not a regular file or directory"))
+        elif os.path.exists(text):  # a pipe or a device: an error record, never a blocking read
+            add([Path(text)])
         else:
             problems.append((text, "no such file or directory"))
     return paths, problems

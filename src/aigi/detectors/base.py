@@ -21,8 +21,9 @@ from torch import nn
 
 from ..backbones import DEFAULT_BACKBONE, VisionBackbone, load_backbone
 from ..errors import InputError
+from .folders import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
 from .inference import Inference, Prediction
-from .persistence import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, Persistence
+from .persistence import Persistence
 
 __all__ = ["CONFIG_FILE", "FORMAT_VERSION", "WEIGHTS_FILE", "Detector", "Prediction"]
 

@@ -14,15 +14,13 @@ import torch
 from safetensors.torch import save_file
 
 from ..backbones import DEFAULT_BACKBONE
+from .folders import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
 
 if TYPE_CHECKING:
     from ..backbones import VisionBackbone
 
 D = TypeVar("D", bound="Persistence")
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-FORMAT_VERSION = 1
 
 
 class Persistence:

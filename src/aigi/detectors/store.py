@@ -1,9 +1,7 @@
-"""Where detectors come from: shipped names, saved folders and run folders.
-
-``resolve_detector`` turns whatever a person typed into a folder holding
-``config.json`` + ``model.safetensors``; ``load_detector_dir`` rebuilds the
-detector through the registry. Both the Python API and the ensemble use these,
-which is why they live here and not in :mod:`aigi.api`.
+"""Loading detectors: ``load_detector_dir`` rebuilds one from ``config.json`` +
+``model.safetensors`` through the registry; names resolve to folders in
+:mod:`.folders`. The Python API and the ensemble both use these, which is why they
+live here and not in :mod:`aigi.api`.
 """
 from __future__ import annotations
 
@@ -15,33 +13,17 @@ from safetensors.torch import load_file
 
 from ..errors import DetectorNotFound
 from ..registry import DETECTORS
-from .base import CONFIG_FILE, WEIGHTS_FILE, Detector
+from .base import Detector
+from .folders import (
+    CONFIG_FILE,
+    DEFAULT_DETECTOR,
+    WEIGHTS_FILE,
+    pretrained_detectors,
+    resolve_detector,
+)
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_DETECTOR = "univfd-cifake"
-
-
-def pretrained_detectors() -> dict[str, Path]:
-    """Detectors shipped inside the package (a few KB each)."""
-    if not WEIGHTS_DIR.is_dir():
-        return {}
-    return {p.name: p for p in sorted(WEIGHTS_DIR.iterdir()) if (p / CONFIG_FILE).is_file()}
-
-
-def resolve_detector(name_or_path: str | Path | None = None) -> Path:
-    """A shipped name, a saved detector folder, or a training run folder → folder."""
-    if name_or_path in (None, "", "default"):
-        name_or_path = DEFAULT_DETECTOR
-    shipped = pretrained_detectors()
-    if str(name_or_path) in shipped:
-        return shipped[str(name_or_path)]
-    path = Path(name_or_path)
-    if (path / CONFIG_FILE).is_file():
-        return path
-    if (path / "detector" / CONFIG_FILE).is_file():
-        return path / "detector"
-    known = ", ".join(shipped) or "none"
-    raise DetectorNotFound(f"{name_or_path}: not a shipped detector ({known}), a saved detector folder or a run folder")
+__all__ = ["CONFIG_FILE", "DEFAULT_DETECTOR", "load_detector", "load_detector_dir", "pretrained_detectors",
+           "resolve_detector"]
 
 
 def load_detector_dir(folder: str | Path, device: str | torch.device = "cpu") -> Detector:
