@@ -71,3 +71,40 @@ def cifake_files(split: str, per_class: int) -> list[tuple[Path, int]]:
         files = sorted((CIFAKE / split / folder).glob("*.jpg"))[:per_class]
         out += [(f, label) for f in files]
     return out
+
+
+@pytest.fixture
+def hostile_corpus(tmp_path) -> tuple[Path, dict[str, str]]:
+    """A folder of everything that has broken image tools: name → what `detect` must report
+    (a substring of the error, "" for a score, or "skipped" for a file left out and counted)."""
+    import os
+
+    root = tmp_path / "hostile"
+    root.mkdir()
+    rng = np.random.default_rng(7)
+    make_image(0, rng).save(root / "ok.png")
+    expect = {"ok.png": ""}
+    Image.fromarray(np.full((10000, 1, 3), 90, np.uint8)).save(root / "strip_1x10000.png")
+    expect["strip_1x10000.png"] = ""
+    Image.fromarray(np.full((1, 12000, 3), 90, np.uint8)).save(root / "strip_12000x1.png")
+    expect["strip_12000x1.png"] = ""
+    (root / "no_extension").write_bytes((root / "ok.png").read_bytes())
+    expect["no_extension"] = ""
+    (root / "empty.jpg").write_bytes(b"")
+    expect["empty.jpg"] = "empty file"
+    (root / "truncated.png").write_bytes((root / "ok.png").read_bytes()[:60])
+    expect["truncated.png"] = "truncated or corrupt"
+    (root / "text.jpg").write_text("hello, not an image")
+    expect["text.jpg"] = "not a recognised image format"
+    (root / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    expect["phone.heic"] = "HEIF"
+    (root / "drawing.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>')
+    expect["drawing.svg"] = "vector drawing"
+    (root / "notes.txt").write_text("shopping list")
+    expect["notes.txt"] = "skipped"
+    (root / ".hidden.png").write_bytes((root / "ok.png").read_bytes())
+    expect[".hidden.png"] = "skipped"
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(root / "pipe.jpg")
+        expect["pipe.jpg"] = "not a regular file"
+    return root, expect

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aigi.backbones import ARCHITECTURES, list_backbones, load_backbone, load_text_backbone
+from aigi.backbones import (
+    ARCHITECTURES,
+    list_backbones,
+    load_backbone,
+    load_text_backbone,
+)
 
 
 @pytest.fixture(scope="module", params=["random:tiny-clip", "random:tiny-siglip"])

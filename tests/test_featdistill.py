@@ -10,12 +10,22 @@ import torch
 
 import aigi
 from aigi.backbones import load_backbone
+from aigi.config import ConfigError
 from aigi.detectors.store import load_detector_dir
+from aigi.methods.featdistill.contrastive import (
+    NegativeQueue,
+    ema_update,
+    info_nce,
+    momentum_at,
+)
+from aigi.methods.featdistill.distillation import (
+    DISTILLATIONS,
+    ContrastiveDistillation,
+    PatchL2Distillation,
+)
 from aigi.methods.featdistill.model import FeatDistillExpert
-from aigi.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from aigi.methods.featdistill.contrastive import NegativeQueue, ema_update, info_nce, momentum_at
-from aigi.methods.featdistill.distillation import DISTILLATIONS, ContrastiveDistillation, PatchL2Distillation
 from aigi.methods.featdistill.trainer import epoch_order
+from aigi.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 TINY = "random:tiny-clip@0"
 
@@ -257,6 +267,9 @@ def test_resume_refuses_a_checkpoint_from_another_recipe(tiny_data, tmp_path):
     from aigi.training.run import train
 
     train(_recipe(tiny_data, tmp_path / "r", "l2", epochs=1), echo=None)
+    with pytest.raises(ConfigError, match=r"changed recipe \(train\.batch_size: 8 -> 4\)"):  # the run's config.yaml
+        train(_recipe(tiny_data, tmp_path / "r", "l2", epochs=1, batch_size=4, resume=True), echo=None)
+    (tmp_path / "r" / "config.yaml").unlink()  # without it, the checkpoint itself still refuses
     with pytest.raises(CheckpointError, match="different recipe"):
         train(_recipe(tiny_data, tmp_path / "r", "l2", epochs=1, batch_size=4, resume=True), echo=None)
 

@@ -170,7 +170,6 @@ def test_train_from_cache_writes_report_and_reloads(tiny_data, tmp_path):
 def test_every_shipped_ltd_recipe_builds():
     """Each ablation config resolves and builds on a 12-block architecture (random weights)."""
     from pathlib import Path
-
     from types import SimpleNamespace
 
     from aigi.backbones import ARCHITECTURES

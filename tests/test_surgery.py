@@ -7,8 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from aigi.methods.dgs.surgery import (orthogonal_suppression, per_sample_embedding_grad, prior_alignment,
-                                   surgered_gradient)
+from aigi.methods.dgs.surgery import (
+    orthogonal_suppression,
+    per_sample_embedding_grad,
+    prior_alignment,
+    surgered_gradient,
+)
 
 
 @pytest.mark.parametrize("seed", range(10))

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from aigi.config import ConfigError
-from aigi.data.datasets import load_dataset
 from aigi.config.recipe import load_recipe
+from aigi.data.datasets import load_dataset
 from aigi.training.run import split_validation, train
 
 

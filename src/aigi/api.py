@@ -63,6 +63,8 @@ def _recipe(config: str | Path | dict, overrides: Sequence[str]) -> dict:
 def _dataset(data: str | Path, suite: str = "folder", subset_depth: int = 1, limit_per_class: int | None = None):
     from .data.suites import load_suite
 
+    if limit_per_class is not None and limit_per_class < 1:
+        raise InputError(f"limit per class must be at least 1 (or none for no limit), got {limit_per_class}")
     ds = load_suite(data, suite, subset_depth=subset_depth)
     return ds.limit_per_class(limit_per_class) if limit_per_class else ds
 
@@ -93,8 +95,12 @@ def detect(paths: Sequence[str | Path], detector: Detector | str | Path | None =
     batch is appended as it comes, a rerun skips what is already there (the detector is not
     even loaded when nothing is left), and the file keeps one record per image
     (:mod:`aigi.scoring`)."""
+    from .devices import check_device
     from .scoring import run_detect
 
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, got {batch_size}")
+    check_device(device)
     yield from run_detect(lambda: _detector(detector, device), [Path(p) for p in paths],
                           out=Path(out) if out else None, batch_size=batch_size, retry_errors=retry_errors,
                           progress=progress, log=log)

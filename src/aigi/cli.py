@@ -32,19 +32,21 @@ SUITE_HELP = "Layout reader (aigi datasets suites lists them)."
 _state = {"debug": False}
 
 
-class _EchoWarnings(logging.Handler):
-    """aigi's log warnings (a Pillow warning about one file, named) as ``warning:`` lines on stderr."""
+class _EchoLog(logging.Handler):
+    """aigi's log as lines on stderr: ``note:`` (first-use downloads) and ``warning:`` (a Pillow
+    warning about one file, named)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        typer.echo(f"warning: {record.getMessage()}", err=True)
+        typer.echo(f"{'warning' if record.levelno >= logging.WARNING else 'note'}: {record.getMessage()}", err=True)
 
 
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="Show the full traceback of any error.")) -> None:
     _state["debug"] = debug
     logger = logging.getLogger("aigi")
-    if not any(isinstance(h, _EchoWarnings) for h in logger.handlers):
-        logger.addHandler(_EchoWarnings(logging.WARNING))
+    if not any(isinstance(h, _EchoLog) for h in logger.handlers):
+        logger.addHandler(_EchoLog(logging.INFO))
+        logger.setLevel(logging.INFO)
         logger.propagate = False
 
 
@@ -82,7 +84,7 @@ def detect(
     paths: List[str] = typer.Argument(..., help="Files, folders (searched recursively) or glob patterns."),
     detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Shipped name, detector folder or run folder (default: univfd-cifake)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to this .jsonl or .csv; re-running resumes."),
-    batch_size: int = typer.Option(16, help="Images per forward pass."),
+    batch_size: int = typer.Option(16, min=1, help="Images per forward pass."),
     retry_errors: bool = typer.Option(False, help="On resume, score again files that failed before."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps ..."),
 ) -> None:
@@ -156,10 +158,10 @@ def evaluate(
     data: str = typer.Option(..., "--data", help="Folder with 0_real/1_fake (any depth) or a CSV/JSONL manifest."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default runs/eval/<detectors>__<data>)."),
     suite: str = typer.Option("folder", help=SUITE_HELP),
-    subset_depth: int = typer.Option(1, help="How many folder levels name a subset (0: the full path)."),
-    limit_per_class: Optional[int] = typer.Option(None, help="At most this many real and fake images per subset (seeded)."),
-    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for 95 % confidence intervals (0: none)."),
-    batch_size: int = typer.Option(32),
+    subset_depth: int = typer.Option(1, min=0, help="How many folder levels name a subset (0: the full path)."),
+    limit_per_class: Optional[int] = typer.Option(None, min=1, help="At most this many real and fake images per subset (seeded)."),
+    bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for 95 % confidence intervals (0: none)."),
+    batch_size: int = typer.Option(32, min=1),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache root (default: $AIGI_FEATURE_CACHE or ~/.cache/aigi/features)."),
     device: str = typer.Option("cpu"),
@@ -195,12 +197,12 @@ def robustness(
     data: str = typer.Option(..., "--data"),
     ops: str = typer.Option("jpeg,gaussian_blur,resize", help="Comma-separated degradations (aigi degrade --list)."),
     severities: str = typer.Option("0,0.25,0.5,0.75,1", help="Comma-separated severities in [0, 1]."),
-    limit_per_class: Optional[int] = typer.Option(None, help="At most this many real and fake images per subset (seeded)."),
+    limit_per_class: Optional[int] = typer.Option(None, min=1, help="At most this many real and fake images per subset (seeded)."),
     seed: int = typer.Option(0, help="Seed of the degradations (each image also seeds by its content)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o"),
     suite: str = typer.Option("folder", help=SUITE_HELP),
-    subset_depth: int = typer.Option(1),
-    batch_size: int = typer.Option(32),
+    subset_depth: int = typer.Option(1, min=0),
+    batch_size: int = typer.Option(32, min=1),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache root."),
     device: str = typer.Option("cpu"),
 ) -> None:
@@ -316,7 +318,7 @@ def backbones_prepare(force: bool = typer.Option(False, help="Convert again even
 def datasets_check(
     path: str = typer.Argument(..., help="Benchmark folder or manifest."),
     suite: str = typer.Option("folder", help=SUITE_HELP),
-    subset_depth: int = typer.Option(1),
+    subset_depth: int = typer.Option(1, min=0),
     quick: bool = typer.Option(False, help="Hash only; do not decode every image."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:

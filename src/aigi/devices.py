@@ -7,6 +7,8 @@ from .errors import InputError
 
 def check_device(name: str) -> str:
     """``name`` if torch can use it here; otherwise an InputError that says why."""
+    if name == "cpu":  # the common case costs no torch import
+        return name
     import torch
 
     try:

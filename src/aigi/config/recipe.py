@@ -31,6 +31,10 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must lie in (0, 1), got {self.val_fraction}")
+        if self.limit_per_class is not None and self.limit_per_class < 1:
+            raise ConfigError(f"data.limit_per_class must be ≥ 1 (null: no limit), got {self.limit_per_class}")
+        if self.subset_depth < 0:
+            raise ConfigError(f"data.subset_depth must be ≥ 0, got {self.subset_depth}")
 
 
 @dataclass

@@ -42,4 +42,7 @@ def load_detector_dir(folder: str | Path, device: str | torch.device = "cpu") ->
 
 def load_detector(name_or_path: str | Path | None = None, device: str | torch.device = "cpu") -> Detector:
     """Load a detector ready for ``predict``; with no argument, the default one."""
+    from ..devices import check_device
+
+    check_device(str(device))
     return load_detector_dir(resolve_detector(name_or_path), device=device)

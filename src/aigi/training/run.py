@@ -23,9 +23,12 @@ from ..data.augment import Augmentations
 from ..data.datasets import ImageDataset, Sample, load_dataset
 from ..detectors import Detector
 from ..detectors.calibration import fit as fit_calibration
+from ..devices import check_device
 from ..errors import ConfigError
 from ..eval.metrics import score, tune_threshold
+from ..locks import exclusive
 from ..registry import DETECTORS, REPORTS, TRAINERS
+from .checkpoint import has_checkpoint
 from .trainer import TrainContext
 
 
@@ -84,6 +87,11 @@ def _datasets(recipe: Recipe, log) -> tuple[ImageDataset, ImageDataset]:
         train_ds = train_ds.limit_per_class(data.limit_per_class, seed=seed)
         val_ds = val_ds.limit_per_class(data.limit_per_class, seed=seed)
     log(f"train: {train_ds.counts()}  val: {val_ds.counts()}")
+    for name, ds, where in (("training", train_ds, data.train), ("validation", val_ds, data.val or data.train)):
+        labels = {s.label for s in ds.samples}
+        if labels != {0, 1}:  # refused before any image is encoded
+            have = "no images" if not labels else f"only {'fake' if 1 in labels else 'real'} images"
+            raise ConfigError(f"{where}: the {name} set has {have}; a detector needs both real and fake")
     return train_ds, val_ds
 
 
@@ -109,9 +117,47 @@ def train(config: dict[str, Any] | Recipe, progress_factory=None, echo: Callable
     recipe = load_recipe(config)
     if not recipe.data.train:
         raise ConfigError("data.train is required (a folder with 0_real/1_fake, or a CSV/JSONL manifest)")
+    check_device(recipe.device)
     trainer = TRAINERS.get(DETECTORS.get(recipe.detector).trainer)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with exclusive(out, "train"):  # a second run into the same folder fails at once
+        return _run(recipe, trainer, out, progress_factory, echo)
+
+
+# Keys a resumed run may change: they do not change what the checkpoint was trained with.
+RESUME_MAY_CHANGE = ("train.resume", "train.epochs", "train.checkpoint_every", "train.workers", "device",
+                     "features.batch_size", "features.cache_dir")
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_resume(recipe: Recipe, out: Path) -> None:
+    """A run resumes from its checkpoint only with the recipe that checkpoint was trained with
+    (a longer ``train.epochs`` and the settings in RESUME_MAY_CHANGE aside): otherwise
+    config.yaml would record values that were never used."""
+    saved = out / "config.yaml"
+    if not (recipe.train.resume and saved.is_file() and has_checkpoint(out / "checkpoint")):
+        return
+    before, now = _flat(yaml.safe_load(saved.read_text()) or {}), _flat(recipe.as_dict())
+    changed = [k for k in sorted(set(before) | set(now))
+               if k not in RESUME_MAY_CHANGE and before.get(k) != now.get(k)]
+    if changed:
+        what = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
+        raise ConfigError(f"{out}: cannot resume with a changed recipe ({what}); the checkpoint was trained with "
+                          "the old values: set them back, or train into a new output folder")
+
+
+def _run(recipe: Recipe, trainer, out: Path, progress_factory, echo) -> Path:
+    _check_resume(recipe, out)
     if not recipe.train.resume:
         (out / "train.log").write_text("")
     log = RunLog(out / "train.log", echo)
