@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # importing this module stays light: torch loads on first use
 __all__ = ["load_detector", "pretrained_detectors", "resolve_detector", "detector_info", "methods", "find_images",
            "detect", "train", "describe", "evaluate", "compare", "robustness", "robustness_report", "degrade",
            "degradations", "contact_sheet", "ensemble", "calibrate", "export", "backbones", "prepare_backbone",
-           "suites", "check_dataset", "Comparison"]
+           "suites", "check_dataset", "serve", "Comparison"]
 
 ProgressFactory = Callable[[int, str], Any]  # (total, description) → object with update(n) and close()
 
@@ -374,6 +374,18 @@ def export(name_or_path: str | Path, out: str | Path, merge_shared: bool = False
     if merge_shared:
         det.merge_for_inference()
     return det.save(out)
+
+
+def serve(detector: str | None = None, host: str = "127.0.0.1", port: int = 8000, **settings: Any) -> None:
+    """Run the HTTP API and web page (``pip install "aigi[serve]"``) until interrupted; other
+    settings (limits, batching, API key) as :class:`aigi.serve.settings.ServeSettings`."""
+    try:
+        from .serve.app import serve as run
+    except ImportError as exc:
+        raise InputError(f"aigi serve needs its extra: pip install \"aigi[serve]\" ({exc.name} is missing)") from None
+    from .serve.settings import ServeSettings
+
+    run(ServeSettings.with_environment(detector=detector, host=host, port=port, **settings))
 
 
 # ---- backbones and data -------------------------------------------------------------

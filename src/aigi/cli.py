@@ -295,6 +295,30 @@ def export(
         typer.echo(str(api.export(detector, out, merge_shared=merge_shared)))
 
 
+@app.command()
+def serve(
+    detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Shipped name, detector folder or run folder."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told otherwise)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    max_batch: int = typer.Option(32, min=1, help="Images per batched forward pass."),
+    max_wait_ms: float = typer.Option(10.0, min=0, help="How long an image waits for others to share its batch."),
+    max_images: int = typer.Option(64, min=1, help="Images per request."),
+    max_image_mb: float = typer.Option(20.0, min=0.001, help="Size limit per image (MB)."),
+    max_request_mb: float = typer.Option(100.0, min=0.001, help="Size limit per request (MB)."),
+    timeout: float = typer.Option(120.0, min=0.001, help="Seconds before an unanswered request gets a 503."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="Require this key on /v1 (default: $AIGI_API_KEY)."),
+    cors: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allow this browser origin; repeat. Off by default."),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Serve detectors over HTTP: the /v1 API, /docs, /metrics and a web page at /."""
+    mb = 1 << 20
+    with _errors():
+        typer.echo(f"aigi serve: http://{host}:{port}/ (API docs at /docs); Ctrl-C stops it", err=True)
+        api.serve(detector, host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                  max_images=max_images, max_image_bytes=int(max_image_mb * mb), max_request_bytes=int(max_request_mb * mb),
+                  timeout_s=timeout, api_key=api_key, cors_origins=tuple(cors or ()), device=device)
+
+
 @backbones_app.command("list")
 def backbones_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Architectures, the embedded weights, and what is cached locally."""
