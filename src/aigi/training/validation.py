@@ -41,6 +41,15 @@ class KeepBest:
             log(f"kept epoch {self.epoch} (best validation AP)")
 
 
+def finish(best: KeepBest, detector, config, log: Callable[[str], None], history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What every epoch-based trainer ends with: the best epoch restored (``train.keep_best``) and
+    the summary the run records."""
+    if config.keep_best:
+        best.restore(detector, log)
+    return {"epochs": config.epochs, "best_epoch": best.epoch if config.keep_best else config.epochs,
+            "history": history}
+
+
 class ValidationAP:
     """Validation AP per epoch: through the cached frozen part when there is one, else from pixels
     (unreadable images are left out)."""

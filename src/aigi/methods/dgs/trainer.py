@@ -19,7 +19,7 @@ from torch import nn
 from ...paths import cache_dir
 from ...training.pixels import PixelDataset, collate
 from ...training.trainer import TrainContext, make_optimizer
-from ...training.validation import KeepBest, ValidationAP, format_row
+from ...training.validation import KeepBest, ValidationAP, finish, format_row
 from .captions import captions_for
 from .model import DGSDetector
 from .surgery import per_sample_embedding_grad, surgered_gradient
@@ -112,6 +112,4 @@ def train_dgs(detector: DGSDetector, train_samples, val_samples, ctx: TrainConte
         best.offer((0.0 if np.isnan(row["val_ap"]) else row["val_ap"],), detector, epoch)
         history.append(row)
         log(format_row(row))
-    if config.keep_best:
-        best.restore(detector, log)
-    return {"epochs": epochs, "best_epoch": best.epoch if config.keep_best else epochs, "history": history}
+    return finish(best, detector, config, log, history)
