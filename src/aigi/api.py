@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # importing this module stays light: torch loads on first use
 __all__ = ["load_detector", "pretrained_detectors", "resolve_detector", "detector_info", "methods", "find_images",
            "detect", "train", "describe", "evaluate", "compare", "robustness", "robustness_report", "degrade",
            "degradations", "contact_sheet", "ensemble", "calibrate", "export", "backbones", "prepare_backbone",
-           "suites", "check_dataset", "serve", "Comparison"]
+           "suites", "check_dataset", "serve", "build_pool", "pool_manifest", "Comparison"]
 
 ProgressFactory = Callable[[int, str], Any]  # (total, description) → object with update(n) and close()
 
@@ -401,6 +401,25 @@ def prepare_backbone(force: bool = False) -> Path:
     from .backbones import embedded
 
     return embedded.convert(force=force)
+
+
+def build_pool(clones: str | Path, out: str | Path, manifest: str | Path | None = None,
+               sources: Sequence[str] | None = None, log: Callable[[str], None] | None = None) -> dict:
+    """Build the public training pool from local clones of its repositories (git plumbing only,
+    every file verified against the manifest, rejection rules applied and counted in
+    ``<out>/report.json``); returns the report. See docs/data.md."""
+    from .data.pool.build import build
+    from .data.pool.manifest import DEFAULT_MANIFEST
+
+    return build(Path(clones), Path(out), Path(manifest) if manifest else DEFAULT_MANIFEST, only=sources, log=log)
+
+
+def pool_manifest(clones: str | Path, out: str | Path | None = None) -> Path:
+    """Rescan the clones into the pool manifest (for maintainers adding a source)."""
+    from .data.pool import manifest
+
+    target = Path(out) if out else manifest.DEFAULT_MANIFEST
+    return manifest.write(manifest.scan(Path(clones)), target)
 
 
 def suites() -> list[str]:

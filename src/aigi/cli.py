@@ -354,6 +354,32 @@ def datasets_check(
     typer.echo(json.dumps(report, indent=2) if as_json else format_check(report))
 
 
+@datasets_app.command("build-pool")
+def datasets_build_pool(
+    clones: Path = typer.Option(..., "--clones", help="Folder holding clones of the pool's repositories (owner+name, owner/name or name)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write <source>/{0_real,1_fake}/, pool.csv and report.json."),
+    manifest: Optional[Path] = typer.Option(None, help="Manifest to verify against (default: the one shipped with aigi)."),
+    source: Optional[List[str]] = typer.Option(None, "--source", help="Only this source; repeat."),
+) -> None:
+    """Build the public real-vs-generated training pool from git clones (docs/data.md)."""
+    with _errors():
+        report = api.build_pool(clones, out, manifest, sources=source, log=lambda m: typer.echo(m, err=True))
+    for name, kept in report["kept"].items():
+        rules = ", ".join(f"{k} {v}" for k, v in report["rules"].get(name, {}).items())
+        typer.echo(f"{name:<12} real {kept.get('real', 0):>5}  fake {kept.get('fake', 0):>5}  {rules}")
+    typer.echo(f"{'total':<12} real {report['total']['real']:>5}  fake {report['total']['fake']:>5}  -> {out}")
+
+
+@datasets_app.command("pool-manifest")
+def datasets_pool_manifest(
+    clones: Path = typer.Option(..., "--clones", help="Folder holding clones of the pool's repositories."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write it (default: the shipped manifest)."),
+) -> None:
+    """Rescan the clones into the pool manifest (maintainers, when a source is added)."""
+    with _errors():
+        typer.echo(str(api.pool_manifest(clones, out)))
+
+
 @datasets_app.command("suites")
 def datasets_suites() -> None:
     """The benchmark layouts aigi reads."""

@@ -1,0 +1,169 @@
+"""Building the pool from clones: every file verified against the manifest, the
+rejection rules applied and counted, the images written as ``<out>/<source>/
+{0_real,1_fake}/<sha256[:16]>.<ext>``.
+
+Rules, in order, each counted in ``report.json``:
+
+- ``missing`` / ``sha_mismatch``: the clone does not hold the manifest's bytes;
+- ``too_small``: shorter side below the source's minimum (256 px);
+- ``duplicate``: the same bytes already taken (any source);
+- ``placeholder``: the Stable Diffusion safety-checker frame a refused output was
+  replaced with (perceptually equal to the repository's own frame), or a black frame;
+- ``near_duplicate_across_classes``: a real and a fake image that look the same
+  (difference hash within 4 bits): both are dropped, their label is in doubt;
+- ``watermark_cropped`` (kept): a visible generator mark in the bottom-right corner
+  removed by cropping the bottom 8 % of the image.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from PIL import Image
+
+from ...errors import InputError
+from ..io import ImageReadError, read_image
+from .git import BlobReader, find_clone
+from .manifest import DEFAULT_MANIFEST, Row, read
+from .sources import SOURCES, Source
+
+NEAR_BITS = 4
+PLACEHOLDER_BITS = 6
+WATERMARK_STRIP = 0.08
+
+
+def dhash(image: Image.Image) -> int:
+    """64-bit difference hash: a 9 × 8 greyscale thumbnail, one bit per horizontal step."""
+    small = np.asarray(image.convert("L").resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).flatten()
+    return int("".join("1" if b else "0" for b in bits), 2)
+
+
+def _distance(a: int, b: int) -> int:
+    return bin(a ^ b).count("1")
+
+
+def _crop_corner_mark(image: Image.Image) -> Image.Image:
+    return image.crop((0, 0, image.width, int(round(image.height * (1 - WATERMARK_STRIP)))))
+
+
+def build(clones: Path, out: Path, manifest: Path = DEFAULT_MANIFEST, sources: Iterable[Source] | None = None,
+          only: Iterable[str] | None = None, log: Callable[[str], None] | None = None) -> dict:
+    """Write the pool and its report; returns the report."""
+    clones, out = Path(clones), Path(out)
+    table = {s.name: s for s in (SOURCES if sources is None else sources)}
+    rows = read(manifest)
+    unknown = sorted({r.source for r in rows} - set(table))
+    if unknown:
+        raise InputError(f"{manifest}: sources {', '.join(unknown)} are not in aigi's source table")
+    wanted = set(only) if only else set(table)
+    missing = sorted(wanted - set(table))
+    if missing:
+        raise InputError(f"unknown source {', '.join(missing)} (known: {', '.join(table)})")
+    rows = [r for r in rows if r.source in wanted]
+    rejected: dict[str, Counter] = defaultdict(Counter)
+    kept: list[tuple[Row, Image.Image | None, bytes, int]] = []  # row, cropped image (or None), bytes, dhash
+    seen: set[str] = set()
+    by_source: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        by_source[r.source].append(r)
+    for name, group in by_source.items():
+        source = table[name]
+        with BlobReader(find_clone(clones, source.repo)) as reader:
+            frame = None
+            if source.placeholder:
+                raw = reader.read(source.commit, source.placeholder)
+                frame = dhash(read_image(raw)) if raw else None
+            for row in group:
+                data = reader.read(row.commit, row.path)
+                rule = _reject(row, data, source, seen)
+                image = None
+                if rule is None:
+                    try:
+                        image = read_image(data)
+                    except ImageReadError:
+                        rule = "unreadable"
+                if rule is None and _is_placeholder(image, frame):
+                    rule = "placeholder"
+                if rule:
+                    rejected[name][rule] += 1
+                    continue
+                seen.add(row.sha256)
+                cropped = None
+                if source.watermark == "corner":
+                    cropped = image = _crop_corner_mark(image)
+                    rejected[name]["watermark_cropped"] += 1
+                kept.append((row, cropped, data, dhash(image)))
+        if log:
+            log(f"{name}: {sum(1 for k in kept if k[0].source == name)} kept of {len(group)}")
+    kept = _drop_near_duplicates(kept, rejected)
+    return _write(out, kept, rejected, manifest)
+
+
+def _reject(row: Row, data: bytes | None, source: Source, seen: set[str]) -> str | None:
+    import hashlib
+
+    if data is None:
+        return "missing"
+    if hashlib.sha256(data).hexdigest() != row.sha256:
+        return "sha_mismatch"
+    if min(row.width, row.height) < source.min_side:
+        return "too_small"
+    if row.sha256 in seen:
+        return "duplicate"
+    return None
+
+
+def _is_placeholder(image: Image.Image, frame: int | None) -> bool:
+    if int(np.asarray(image.convert("L").resize((32, 32))).max()) < 8:  # a black frame
+        return True
+    return frame is not None and _distance(dhash(image), frame) <= PLACEHOLDER_BITS
+
+
+def _drop_near_duplicates(kept, rejected):
+    reals = [(i, h) for i, (row, _, _, h) in enumerate(kept) if row.label == "real"]
+    fakes = [(i, h) for i, (row, _, _, h) in enumerate(kept) if row.label == "fake"]
+    drop: set[int] = set()
+    if reals and fakes:
+        fake_hashes = np.array([h for _, h in fakes], dtype=np.uint64)
+        for i, h in reals:
+            x = np.bitwise_xor(fake_hashes, np.uint64(h))
+            bits = np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+            close = np.nonzero(bits <= NEAR_BITS)[0]
+            if len(close):
+                drop.add(i)
+                drop.update(fakes[j][0] for j in close)
+    for i in drop:
+        rejected[kept[i][0].source]["near_duplicate_across_classes"] += 1
+    return [k for i, k in enumerate(kept) if i not in drop]
+
+
+def _write(out: Path, kept, rejected, manifest: Path) -> dict:
+    counts: dict[str, Counter] = defaultdict(Counter)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "pool.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "source", "generator", "repo", "commit", "repo_path", "sha256"])
+        for row, cropped, data, _ in kept:
+            folder = out / row.source / ("1_fake" if row.label == "fake" else "0_real")
+            folder.mkdir(parents=True, exist_ok=True)
+            if cropped is not None:
+                target = folder / f"{row.sha256[:16]}.png"
+                cropped.save(target, format="PNG")
+            else:
+                target = folder / f"{row.sha256[:16]}{Path(row.path).suffix.lower()}"
+                target.write_bytes(data)
+            counts[row.source][row.label] += 1
+            writer.writerow([str(target.relative_to(out)), row.label, row.source, row.generator, row.repo,
+                             row.commit, row.path, row.sha256])
+    report = {"manifest": str(manifest),
+              "kept": {s: dict(c) for s, c in sorted(counts.items())},
+              "rules": {s: dict(c) for s, c in sorted(rejected.items())},
+              "total": {"real": sum(c["real"] for c in counts.values()),
+                        "fake": sum(c["fake"] for c in counts.values())}}
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report

@@ -1,0 +1,97 @@
+"""The pool's manifest: one CSV row per image, what the builder verifies against.
+
+``scan`` reads clones (git plumbing only) and writes what each source's rules
+select; maintainers run it when a source is added (``aigi datasets pool-manifest``),
+and the manifest is committed. Reading it needs nothing but the CSV.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable, Iterable
+
+from PIL import Image
+
+from ...errors import InputError
+from .git import BlobReader, find_clone, full_commit, list_blobs
+from .sources import SOURCES, Source
+
+DEFAULT_MANIFEST = Path(__file__).resolve().parent / "manifest.csv"  # committed; shipped with the package
+
+
+@dataclass
+class Row:
+    source: str
+    repo: str
+    commit: str
+    path: str
+    sha256: str
+    label: str  # real / fake
+    generator: str
+    width: int
+    height: int
+    format: str
+    licence: str
+
+
+def _generator(source: Source, rule, path: str) -> str:
+    if rule.generator:
+        return rule.generator
+    return path.split("/", 1)[0] if source.name == "comfy" else "unknown"
+
+
+def scan(clones: Path, sources: Iterable[Source] = SOURCES,
+         progress: Callable[[str], None] | None = None) -> list[Row]:
+    """One row per file each source's rules select, read at the pinned commit."""
+    rows: list[Row] = []
+    for source in sources:
+        git_dir = find_clone(Path(clones), source.repo)
+        commit = full_commit(git_dir, source.commit)
+        compiled = [(re.compile(r.pattern), r) for r in source.rules]
+        picked = []
+        for path, _size in list_blobs(git_dir, commit):
+            rule = next((r for rx, r in compiled if rx.fullmatch(path)), None)
+            if rule is not None:
+                picked.append((path, rule))
+        with BlobReader(git_dir) as reader:
+            for path, rule in sorted(picked):
+                data = reader.read(commit, path)
+                if data is None:
+                    continue
+                try:
+                    with Image.open(io.BytesIO(data)) as im:
+                        width, height, fmt, info = im.width, im.height, im.format or "?", dict(im.info)
+                except Exception:  # noqa: BLE001 - an undecodable file is simply not in the pool
+                    continue
+                if rule.needs_png_text and rule.needs_png_text not in info:
+                    continue
+                rows.append(Row(source.name, source.repo, commit, path, hashlib.sha256(data).hexdigest(),
+                                "fake" if rule.label else "real", _generator(source, rule, path), width, height,
+                                fmt.lower(), source.licence))
+        if progress:
+            progress(f"{source.name}: {sum(r.source == source.name for r in rows)} images")
+    return rows
+
+
+def write(rows: list[Row], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[f.name for f in fields(Row)])
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+    return path
+
+
+def read(path: Path = DEFAULT_MANIFEST) -> list[Row]:
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no pool manifest")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        names = [f.name for f in fields(Row)]
+        if reader.fieldnames != names:
+            raise InputError(f"{path}: not a pool manifest (columns {reader.fieldnames}, expected {names})")
+        return [Row(**{**r, "width": int(r["width"]), "height": int(r["height"])}) for r in reader]

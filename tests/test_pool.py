@@ -1,0 +1,118 @@
+"""The public training pool: scanned from a git repository by commit and path,
+verified against its manifest, and every rejection rule applied and counted."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aigi.data.pool import manifest
+from aigi.data.pool.build import build
+from aigi.data.pool.sources import FAKE, REAL, SOURCES, Rule, Source
+
+
+def _noise(seed: int, size=(300, 300)) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def _smooth(seed: int, size=(320, 320)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (6, 6, 3), dtype=np.uint8)
+    return Image.fromarray(base).resize(size, Image.Resampling.BICUBIC)
+
+
+@pytest.fixture
+def repo(tmp_path) -> tuple[Path, str]:
+    """A git repository holding one case of every rule; returns (clones folder, commit)."""
+    root = tmp_path / "clones" / "me+toy"
+    for d in ("real", "fake", "assets", "marked"):
+        (root / d).mkdir(parents=True)
+    _noise(1).save(root / "real" / "a.png")
+    _noise(2).save(root / "real" / "b.png")
+    _noise(3, (100, 120)).save(root / "real" / "small.png")
+    _noise(4).save(root / "fake" / "x.png")
+    (root / "fake" / "copy_of_x.png").write_bytes((root / "fake" / "x.png").read_bytes())
+    _smooth(5).save(root / "real" / "street.png")
+    _smooth(5).save(root / "fake" / "street_again.jpg", quality=95)  # same picture, other bytes, other class
+    Image.new("RGB", (512, 512)).save(root / "fake" / "black.png")
+    _smooth(6).save(root / "assets" / "frame.png")
+    _smooth(6, (512, 512)).save(root / "fake" / "refused.png")  # the frame, as a refused output
+    _noise(7, (400, 300)).save(root / "marked" / "m.png")
+    (root / "README.md").write_text("not an image")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "HOME": str(tmp_path), "PATH": "/usr/bin:/bin:/usr/local/bin"}
+    for cmd in (["git", "init", "-q"], ["git", "add", "."], ["git", "commit", "-q", "-m", "images"]):
+        subprocess.run(cmd, cwd=root, check=True, env=env)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True, text=True,
+                            env=env).stdout.strip()
+    return tmp_path / "clones", commit
+
+
+def _sources(commit: str) -> tuple[Source, ...]:
+    return (Source("toy", "me/toy", commit[:7], (Rule(r"real/[^/]+\.png", REAL), Rule(r"fake/[^/]+\.(png|jpg)", FAKE, "gen")),
+                   "MIT", placeholder="assets/frame.png"),
+            Source("marked", "me/toy", commit[:7], (Rule(r"marked/[^/]+\.png", FAKE, "gen"),), "MIT", watermark="corner"))
+
+
+def test_scan_then_build_applies_and_counts_every_rule(repo, tmp_path):
+    clones, commit = repo
+    sources = _sources(commit)
+    rows = manifest.scan(clones, sources)
+    assert {r.commit for r in rows} == {commit}  # the full id is pinned
+    assert sorted(r.path for r in rows if r.source == "toy") == [
+        "fake/black.png", "fake/copy_of_x.png", "fake/refused.png", "fake/street_again.jpg", "fake/x.png",
+        "real/a.png", "real/b.png", "real/small.png", "real/street.png"]
+    path = manifest.write(rows, tmp_path / "manifest.csv")
+    assert manifest.read(path) == rows
+    report = build(clones, tmp_path / "pool", path, sources=sources)
+    assert report["rules"]["toy"] == {"too_small": 1, "duplicate": 1, "placeholder": 2,
+                                      "near_duplicate_across_classes": 2}
+    assert report["rules"]["marked"] == {"watermark_cropped": 1}
+    assert report["kept"] == {"toy": {"real": 2, "fake": 1}, "marked": {"fake": 1}}
+    pool = tmp_path / "pool"
+    assert len(list((pool / "toy" / "0_real").iterdir())) == 2 and len(list((pool / "toy" / "1_fake").iterdir())) == 1
+    marked = next((pool / "marked" / "1_fake").iterdir())
+    assert Image.open(marked).size == (400, 276)  # the bottom 8 % (the corner mark) cropped off
+    assert json.loads((pool / "report.json").read_text())["total"] == {"real": 2, "fake": 2}
+    from aigi.data.datasets import load_dataset
+
+    assert load_dataset(pool / "toy").counts() == {"toy": {"real": 2, "fake": 1}}  # trains as it is
+
+
+def test_bytes_that_differ_from_the_manifest_are_refused(repo, tmp_path):
+    clones, commit = repo
+    sources = _sources(commit)
+    rows = manifest.scan(clones, sources)
+    rows[0].sha256 = "0" * 64
+    report = build(clones, tmp_path / "pool", manifest.write(rows, tmp_path / "m.csv"), sources=sources)
+    assert report["rules"]["toy"]["sha_mismatch"] == 1
+
+
+def test_cli_builds_the_pool_and_names_a_missing_clone(repo, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import aigi.data.pool.build as pool_build
+    from aigi.cli import app
+
+    clones, commit = repo
+    sources = _sources(commit)
+    path = manifest.write(manifest.scan(clones, sources), tmp_path / "m.csv")
+    monkeypatch.setattr(pool_build, "SOURCES", sources)
+    res = CliRunner().invoke(app, ["datasets", "build-pool", "--clones", str(clones), "-o", str(tmp_path / "p"),
+                                   "--manifest", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "toy" in res.output and "total        real     2  fake     2" in res.output
+    res = CliRunner().invoke(app, ["datasets", "build-pool", "--clones", str(tmp_path / "none"), "-o",
+                                   str(tmp_path / "p2"), "--manifest", str(path)])
+    assert res.exit_code == 2 and "no clone of me/toy" in res.output
+
+
+def test_the_shipped_manifest_covers_every_source():
+    rows = manifest.read()
+    assert {r.source for r in rows} == {s.name for s in SOURCES}
+    assert all(len(r.commit) == 40 and len(r.sha256) == 64 for r in rows)
+    assert {r.label for r in rows} == {"real", "fake"} and len(rows) > 4000
