@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # importing this module stays light: torch loads on first use
 __all__ = ["load_detector", "pretrained_detectors", "resolve_detector", "detector_info", "methods", "find_images",
            "detect", "train", "describe", "evaluate", "compare", "robustness", "robustness_report", "degrade",
            "degradations", "contact_sheet", "ensemble", "calibrate", "export", "backbones", "prepare_backbone",
-           "suites", "check_dataset", "serve", "build_pool", "pool_manifest", "Comparison"]
+           "suites", "check_dataset", "serve", "build_pool", "pool_manifest", "audit_pool", "loso", "Comparison"]
 
 ProgressFactory = Callable[[int, str], Any]  # (total, description) → object with update(n) and close()
 
@@ -420,6 +420,47 @@ def pool_manifest(clones: str | Path, out: str | Path | None = None) -> Path:
 
     target = Path(out) if out else manifest.DEFAULT_MANIFEST
     return manifest.write(manifest.scan(Path(clones)), target)
+
+
+def audit_pool(pool: str | Path) -> dict:
+    """The metadata-only shortcut baseline, leave-one-source-out (:mod:`aigi.eval.audit`)."""
+    from .data.datasets import load_dataset
+    from .eval.audit import audit
+
+    return audit(load_dataset(pool, subset_depth=1))
+
+
+def loso(recipes: Sequence[str | Path], pool: str | Path, out: str | Path, sources: Sequence[str] | None = None,
+         overrides: Sequence[str] = (), bootstrap: int = 1000, log: Callable[[str], None] | None = None) -> dict:
+    """Leave-one-source-out: for each recipe and each source with fakes, train on every other
+    source and test on it (:mod:`aigi.eval.loso`). Features are cached, so the backbone runs once
+    per image for all folds. Writes ``<out>/loso.json`` and per fold the run and its evaluation."""
+    import json
+
+    from .data.datasets import load_dataset
+    from .eval.loso import make_folds, write_manifest
+
+    out = Path(out)
+    folds = make_folds(load_dataset(pool, subset_depth=1), list(sources) if sources else None)
+    table: dict[str, Any] = {}
+    for recipe in recipes:
+        label, rows = Path(recipe).stem, {}
+        for fold in folds:
+            where = out / label / fold.source
+            train_csv = write_manifest(fold.train, where / "train.csv")
+            test_csv = write_manifest(fold.test, where / "test.csv")
+            run_dir = train(recipe, [f"data.train={train_csv}", "data.val=null", f"output={where / 'run'}", *overrides])
+            result = evaluate(run_dir, test_csv, out=where / "eval", subset_depth=0, bootstrap=bootstrap)
+            m = result.rows["all"]
+            rows[fold.source] = {"auc": m["auc"], "ap": m["ap"], "auc_ci": m.get("auc_ci"), "ap_ci": m.get("ap_ci"),
+                                 **fold.counts()["test"]}
+            if log:
+                log(f"{label} / {fold.source}: AUC {m['auc']:.4f} AP {m['ap']:.4f}")
+        aucs = [r["auc"] for r in rows.values() if r["auc"] is not None]
+        table[label] = {"folds": rows, "mean_auc": sum(aucs) / len(aucs), "worst_auc": min(aucs)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "loso.json").write_text(json.dumps(table, indent=2) + "\n")
+    return table
 
 
 def suites() -> list[str]:

@@ -296,6 +296,28 @@ def export(
 
 
 @app.command()
+def loso(
+    pool: Path = typer.Argument(..., help="A built pool (<source>/{0_real,1_fake}/)."),
+    recipe: List[Path] = typer.Option(..., "--recipe", "-r", help="A training recipe; repeat to compare."),
+    out: Path = typer.Option(Path("runs/loso"), "--out", "-o"),
+    source: Optional[List[str]] = typer.Option(None, "--source", help="Only hold out this source; repeat."),
+    bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the CIs (0: none)."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides for every recipe."),
+) -> None:
+    """Leave-one-source-out: train on all other sources, test on each source with fakes."""
+    with _errors():
+        table = api.loso(recipe, pool, out, sources=source, overrides=overrides or [], bootstrap=bootstrap,
+                         log=lambda m: typer.echo(m, err=True))
+    for label, result in table.items():
+        typer.echo(f"== {label}")
+        typer.echo(f"{'held-out source':<16} {'real':>5} {'fake':>5} {'AUC':>7} {'AP':>7}")
+        for name, f in result["folds"].items():
+            typer.echo(f"{name:<16} {f['real']:>5} {f['fake']:>5} {f['auc']:>7.4f} {f['ap']:>7.4f}")
+        typer.echo(f"{'mean':<16} {'':>5} {'':>5} {result['mean_auc']:>7.4f}   worst {result['worst_auc']:.4f}")
+    typer.echo(f"written to {out / 'loso.json'}", err=True)
+
+
+@app.command()
 def serve(
     detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Shipped name, detector folder or run folder."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told otherwise)."),
@@ -368,6 +390,23 @@ def datasets_build_pool(
         rules = ", ".join(f"{k} {v}" for k, v in report["rules"].get(name, {}).items())
         typer.echo(f"{name:<12} real {kept.get('real', 0):>5}  fake {kept.get('fake', 0):>5}  {rules}")
     typer.echo(f"{'total':<12} real {report['total']['real']:>5}  fake {report['total']['fake']:>5}  -> {out}")
+
+
+@datasets_app.command("audit")
+def datasets_audit(
+    pool: Path = typer.Argument(..., help="A built pool (<source>/{0_real,1_fake}/)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The shortcut baseline: leave-one-source-out AUC of a classifier on file metadata alone."""
+    with _errors():
+        report = api.audit_pool(pool)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(f"{'held-out source':<16} {'real':>5} {'fake':>5} {'AUC':>7}")
+    for name, f in report["folds"].items():
+        typer.echo(f"{name:<16} {f['real']:>5} {f['fake']:>5} {f['auc']:>7.4f}")
+    typer.echo(f"{'mean':<16} {'':>5} {'':>5} {report['mean_auc']:>7.4f}   worst {report['worst_auc']:.4f}")
 
 
 @datasets_app.command("pool-manifest")
