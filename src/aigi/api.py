@@ -98,9 +98,7 @@ def detect(paths: Sequence[str | Path], detector: Detector | str | Path | None =
     from .devices import check_device
     from .scoring import run_detect
 
-    if batch_size < 1:
-        raise InputError(f"batch size must be at least 1, got {batch_size}")
-    check_device(device)
+    check_device(device)  # the batch size is checked where it is used (scoring.run_detect)
     yield from run_detect(lambda: _detector(detector, device), [Path(p) for p in paths],
                           out=Path(out) if out else None, batch_size=batch_size, retry_errors=retry_errors,
                           progress=progress, log=log)
@@ -217,8 +215,8 @@ def compare(detectors: Sequence[str | Path | None], data: str | Path, out: str |
         write_outputs(result, det, str(data), target if len(names) == 1 else target / label)
         comparison.results[label], comparison.thresholds[label] = result, det.threshold
         evals[label], scores[label] = result.rows, result.scores()
-        for expert, rows in result.experts.items():
-            evals[f"{label}/{expert}"], scores[f"{label}/{expert}"] = rows, result.scores(f"p_{expert}")
+        for key, _, rows, expert_scores in result.expert_views(label):
+            evals[key], scores[key] = rows, expert_scores
         if on_result:
             on_result(label, result)
     comparison.files = write_report(target, str(data), evals, scores)
@@ -268,10 +266,9 @@ def robustness_report(detectors: Sequence[str | Path | None], data: str | Path, 
         rows, clean = _sweep(load_detector(name, device=device), ds, ops, severities, seed, batch_size, cache_dir,
                              progress_factory)
         sweeps[label], evals[label], scores[label] = [r for r in rows if "expert" not in r], clean.rows, clean.scores()
-        for expert, expert_rows in clean.experts.items():
-            key = f"{label}/{expert}"
+        for key, expert, expert_rows, expert_scores in clean.expert_views(label):
             sweeps[key] = [{k: v for k, v in r.items() if k != "expert"} for r in rows if r.get("expert") == expert]
-            evals[key], scores[key] = expert_rows, clean.scores(f"p_{expert}")
+            evals[key], scores[key] = expert_rows, expert_scores
     levels = sorted({0.0, *map(float, severities)})
     files = write_report(target, str(data), evals, scores, sweeps,
                          notes=[f"degradations: {','.join(ops)}; severities: {levels}; seed {seed}"])

@@ -190,7 +190,7 @@ def run_detect(
     """Yield predictions for ``paths`` not already in ``out``, writing each batch.
     ``detector`` may be a function that loads it: it is called only if something is left to score."""
     if batch_size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+        raise InputError(f"batch size must be at least 1, got {batch_size}")
     with exclusive(out, "detect") if out is not None else contextlib.nullcontext():
         todo, results = pending(paths, out, retry_errors)
         if results is not None and results.repaired and log:

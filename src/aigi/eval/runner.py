@@ -11,7 +11,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..data.datasets import ImageDataset
 from ..detectors.base import Detector
@@ -35,6 +35,12 @@ class EvalResult:
         """Labels and scores of the images that have one (``p_<expert>`` for an expert)."""
         kept = [p for p in self.predictions if p.get(column) is not None]
         return [p["label"] for p in kept], [p[column] for p in kept]
+
+    def expert_views(self, label: str) -> Iterator[tuple[str, str, dict[str, dict[str, Any]], tuple[list[int], list[float]]]]:
+        """For an ensemble, per expert: its key in a report (``<label>/<expert>``), its name, its
+        metric rows, and its labels and scores."""
+        for expert, rows in self.experts.items():
+            yield f"{label}/{expert}", expert, rows, self.scores(f"p_{expert}")
 
     def as_json(self, detector: Detector, data: str) -> dict[str, Any]:
         return {"detector": detector.name, "backbone": detector.backbone_spec, "data": data,

@@ -108,19 +108,22 @@ def create_app(settings: ServeSettings | None = None, detector=None) -> FastAPI:
     async def bug(request: Request, exc: Exception):  # a bug, still answered in JSON, and the server stays up
         return _error(500, "internal", f"internal error ({type(exc).__name__}); the request was not scored")
 
-    def authorised(request: Request) -> bool:
+    def unauthorised(request: Request) -> JSONResponse | None:
+        """The 401 for a request without the key, when one is set; None when it may pass."""
         if not settings.api_key:
-            return True
+            return None
         given = request.headers.get("x-api-key") or ""
         auth = request.headers.get("authorization") or ""
         if not given and auth.lower().startswith("bearer "):
             given = auth[7:].strip()
-        return hmac.compare_digest(given.encode(), settings.api_key.encode())
+        if hmac.compare_digest(given.encode(), settings.api_key.encode()):
+            return None
+        return _error(401, "unauthorised", "missing or wrong API key (send X-API-Key or Authorization: Bearer)")
 
     @app.post("/v1/detect", summary="Score images: multipart files, or one image as the raw body")
     async def detect(request: Request):
-        if not authorised(request):
-            return _error(401, "unauthorised", "missing or wrong API key (send X-API-Key or Authorization: Bearer)")
+        if (refusal := unauthorised(request)) is not None:
+            return refusal
         if not state["ready"]:
             return _error(503, "not_ready", "the detector is still loading; retry shortly")
         det = state["detector"]
@@ -147,8 +150,8 @@ def create_app(settings: ServeSettings | None = None, detector=None) -> FastAPI:
 
     @app.get("/v1/detectors", summary="What is loaded: method, backbone, threshold, model card summary")
     async def detectors(request: Request):
-        if not authorised(request):
-            return _error(401, "unauthorised", "missing or wrong API key (send X-API-Key or Authorization: Bearer)")
+        if (refusal := unauthorised(request)) is not None:
+            return refusal
         if state["detector"] is None:
             return _error(503, "not_ready", "the detector is still loading; retry shortly")
         return {"detectors": [_summary(state["detector"], state["label"])],

@@ -67,4 +67,4 @@ def train_head(detector: Detector, train: torch.Tensor, train_labels: torch.Tens
         history.append(row)
         if epoch == 1 or epoch == epochs or epoch % max(1, epochs // 10) == 0:
             log(format_row(row))
-    return finish(best, detector, config, log, history)
+    return finish(best, detector, config.epochs, config.keep_best, log, history)

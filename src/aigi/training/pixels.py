@@ -98,4 +98,4 @@ def train_pixels(detector: Detector, train_samples: Sequence[Sample], val_sample
             best.offer((0.0 if math.isnan(row["val_ap"]) else row["val_ap"],), detector, epoch)
         history.append(row)
         log(format_row(row))
-    return finish(best, detector, config, log, history)
+    return finish(best, detector, config.epochs, config.keep_best, log, history)

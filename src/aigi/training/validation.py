@@ -41,13 +41,13 @@ class KeepBest:
             log(f"kept epoch {self.epoch} (best validation AP)")
 
 
-def finish(best: KeepBest, detector, config, log: Callable[[str], None], history: list[dict[str, Any]]) -> dict[str, Any]:
+def finish(best: KeepBest, detector, epochs: int, keep_best: bool, log: Callable[[str], None],
+           history: list[dict[str, Any]]) -> dict[str, Any]:
     """What every epoch-based trainer ends with: the best epoch restored (``train.keep_best``) and
     the summary the run records."""
-    if config.keep_best:
+    if keep_best:
         best.restore(detector, log)
-    return {"epochs": config.epochs, "best_epoch": best.epoch if config.keep_best else config.epochs,
-            "history": history}
+    return {"epochs": epochs, "best_epoch": best.epoch if keep_best else epochs, "history": history}
 
 
 class ValidationAP:

@@ -112,4 +112,4 @@ def train_dgs(detector: DGSDetector, train_samples, val_samples, ctx: TrainConte
         best.offer((0.0 if np.isnan(row["val_ap"]) else row["val_ap"],), detector, epoch)
         history.append(row)
         log(format_row(row))
-    return finish(best, detector, config, log, history)
+    return finish(best, detector, config.epochs, config.keep_best, log, history)

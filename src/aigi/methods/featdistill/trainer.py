@@ -36,7 +36,7 @@ from ...training.checkpoint import (
 from ...training.pixels import PixelDataset, collate
 from ...training.precision import autocast
 from ...training.trainer import TrainContext, make_optimizer
-from ...training.validation import KeepBest, ValidationAP, format_row
+from ...training.validation import KeepBest, ValidationAP, finish, format_row
 from .distillation import DISTILLATIONS
 from .model import FeatDistillExpert
 
@@ -204,10 +204,7 @@ class TwoStageTrainer:
             self.log(f"interrupted: checkpoint at epoch {self.position[0]}, batch {self.position[1]} in "
                      f"{self.ckpt_dir}; continue with `aigi train ... --resume`")
             raise
-        if keep_best:
-            self.best.restore(det, self.log)
-        return {"epochs": self.epochs, "best_epoch": self.best.epoch if keep_best else self.epochs,
-                "history": self.history}
+        return finish(self.best, det, self.epochs, keep_best, self.log, self.history)
 
 
 def train_two_stage(detector: FeatDistillExpert, train_samples: Sequence[Sample], val_samples: Sequence[Sample],
