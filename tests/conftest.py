@@ -2,6 +2,7 @@
 the embedded weights when this machine can obtain them."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -11,6 +12,17 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAKE = Path(os.environ.get("AIGI_CIFAKE", REPO.parent / "shared" / "data" / "cifake"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_aigi_logger():
+    """An in-process CLI call installs aigi's stderr handler; no later test may inherit it."""
+    logger = logging.getLogger("aigi")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
 
 
 @pytest.fixture(autouse=True)

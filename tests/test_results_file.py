@@ -177,6 +177,15 @@ def test_pillow_warnings_name_the_file(tmp_path, monkeypatch, caplog):
     assert any(str(path) in r.getMessage() and "DOS attack" in r.getMessage() for r in caplog.records)
 
 
+def test_the_cli_log_handler_leaves_records_to_the_host_program():
+    """The CLI prints aigi's notes itself, but a program (or test run) that called it in-process
+    still receives every later record through its own root handlers."""
+    import logging
+
+    assert CliRunner().invoke(app, ["datasets", "suites"]).exit_code == 0
+    assert logging.getLogger("aigi").propagate
+
+
 def test_the_hostile_corpus_gets_one_clear_record_per_file(hostile_corpus, probe, tmp_path):
     """Every file of the corpus ends with exactly the record it deserves, or is counted as skipped;
     the run finishes, prints no traceback and a rerun scores nothing."""

@@ -47,7 +47,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show the full trace
     if not any(isinstance(h, _EchoLog) for h in logger.handlers):
         logger.addHandler(_EchoLog(logging.INFO))
         logger.setLevel(logging.INFO)
-        logger.propagate = False
+        # Records still propagate: an embedding program's (or pytest's) root handlers see them too.
 
 
 def _fail(message: str) -> None:
