@@ -111,6 +111,38 @@ def test_cli_builds_the_pool_and_names_a_missing_clone(repo, tmp_path, monkeypat
     assert res.exit_code == 2 and "no clone of me/toy" in res.output
 
 
+def test_cifake_joins_the_pool_as_one_more_source(repo, tmp_path, monkeypatch):
+    """--cifake adds N files per class, picked by content hash (one per content), to pool.csv and the report."""
+    from typer.testing import CliRunner
+
+    import aigi.data.pool.build as pool_build
+    from aigi.cli import app
+
+    clones, commit = repo
+    sources = _sources(commit)
+    path = manifest.write(manifest.scan(clones, sources), tmp_path / "m.csv")
+    monkeypatch.setattr(pool_build, "SOURCES", sources)
+    cifake = tmp_path / "cifake"
+    for sub, base in (("0_real", 0), ("1_fake", 100)):
+        (cifake / sub).mkdir(parents=True)
+        for i in range(5):
+            _noise(base + i, (32, 32)).save(cifake / sub / f"{i}.jpg")
+    (cifake / "1_fake" / "dup.jpg").write_bytes((cifake / "1_fake" / "0.jpg").read_bytes())
+    args = ["datasets", "build-pool", "--clones", str(clones), "--manifest", str(path), "--cifake", str(cifake),
+            "--cifake-per-class", "3"]
+    res = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    assert "cifake       real     3  fake     3" in res.output
+    pool = tmp_path / "p"
+    picked = sorted(p.name for p in (pool / "cifake" / "1_fake").iterdir())
+    assert len(picked) == 3 and len(set(p.split(".")[0] for p in picked)) == 3
+    rows = (pool / "pool.csv").read_text().splitlines()
+    assert sum(r.startswith("cifake/") for r in rows) == 6
+    assert json.loads((pool / "report.json").read_text())["total"] == {"real": 5, "fake": 5}
+    res = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "p2")])  # the same files on a second build
+    assert sorted(p.name for p in (tmp_path / "p2" / "cifake" / "1_fake").iterdir()) == picked
+
+
 def test_the_shipped_manifest_covers_every_source():
     rows = manifest.read()
     assert {r.source for r in rows} == {s.name for s in SOURCES}

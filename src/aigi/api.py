@@ -401,14 +401,17 @@ def prepare_backbone(force: bool = False) -> Path:
 
 
 def build_pool(clones: str | Path, out: str | Path, manifest: str | Path | None = None,
-               sources: Sequence[str] | None = None, log: Callable[[str], None] | None = None) -> dict:
+               sources: Sequence[str] | None = None, log: Callable[[str], None] | None = None,
+               cifake: str | Path | None = None, cifake_per_class: int = 500) -> dict:
     """Build the public training pool from local clones of its repositories (git plumbing only,
     every file verified against the manifest, rejection rules applied and counted in
-    ``<out>/report.json``); returns the report. See docs/data.md."""
-    from .data.pool.build import build
+    ``<out>/report.json``); returns the report. ``cifake``: a CIFAKE split (e.g. its train/)
+    added as the source ``cifake``, ``cifake_per_class`` images per class. See docs/data.md."""
+    from .data.pool.build import add_folder, build
     from .data.pool.manifest import DEFAULT_MANIFEST
 
-    return build(Path(clones), Path(out), Path(manifest) if manifest else DEFAULT_MANIFEST, only=sources, log=log)
+    report = build(Path(clones), Path(out), Path(manifest) if manifest else DEFAULT_MANIFEST, only=sources, log=log)
+    return add_folder(Path(out), Path(cifake), "cifake", cifake_per_class) if cifake else report
 
 
 def pool_manifest(clones: str | Path, out: str | Path | None = None) -> Path:

@@ -382,10 +382,13 @@ def datasets_build_pool(
     out: Path = typer.Option(..., "--out", "-o", help="Where to write <source>/{0_real,1_fake}/, pool.csv and report.json."),
     manifest: Optional[Path] = typer.Option(None, help="Manifest to verify against (default: the one shipped with aigi)."),
     source: Optional[List[str]] = typer.Option(None, "--source", help="Only this source; repeat."),
+    cifake: Optional[Path] = typer.Option(None, help="A CIFAKE split (0_real/1_fake) to add as the source 'cifake'."),
+    cifake_per_class: int = typer.Option(500, min=1, help="CIFAKE images per class (picked by sha256)."),
 ) -> None:
     """Build the public real-vs-generated training pool from git clones (docs/data.md)."""
     with _errors():
-        report = api.build_pool(clones, out, manifest, sources=source, log=lambda m: typer.echo(m, err=True))
+        report = api.build_pool(clones, out, manifest, sources=source, log=lambda m: typer.echo(m, err=True),
+                                cifake=cifake, cifake_per_class=cifake_per_class)
     for name, kept in report["kept"].items():
         rules = ", ".join(f"{k} {v}" for k, v in report["rules"].get(name, {}).items())
         typer.echo(f"{name:<12} real {kept.get('real', 0):>5}  fake {kept.get('fake', 0):>5}  {rules}")

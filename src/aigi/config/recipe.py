@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..backbones import DEFAULT_BACKBONE
-from ..data.augment import DegradationPolicy
+from ..backbones.views import View
+from ..data.augment import DegradationPolicy, FixedCopies
 from ..errors import ConfigError
 from ..registry import DETECTORS
 from .checked import build, plain
@@ -71,6 +72,7 @@ class AugmentConfig:
     jpeg_prob: float = 0.0
     jpeg_quality: tuple[int, int] = (30, 100)
     policy: DegradationPolicy = field(default_factory=DegradationPolicy)
+    copies: FixedCopies = field(default_factory=FixedCopies)  # fixed, cached copies (frozen-feature training)
 
 
 @dataclass
@@ -88,9 +90,13 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    view: str = "resize"  # which pixels the tower sees: resize | crop | multicrop:K (aigi.backbones.views)
     calibration: Literal["none", "temperature", "platt"] | None = "none"  # fitted on the validation split
     device: str = "cpu"
     output: str = "runs/{detector}"
+
+    def __post_init__(self) -> None:
+        View.parse(self.view)
 
     def as_dict(self) -> dict[str, Any]:
         """The resolved recipe as YAML-ready built-ins (what a run folder records)."""

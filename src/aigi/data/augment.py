@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 
 
 @dataclass(frozen=True)
@@ -98,16 +99,67 @@ class DegradationPolicy:
 
 
 @dataclass(frozen=True)
+class FixedCopies:
+    """Fixed augmented copies of each training image, so that a frozen-feature detector can
+    train on augmented data from the feature cache.
+
+    Copy ``j`` of an image is rescaled by a factor drawn from ``scale`` and re-encoded as JPEG at
+    a quality drawn from ``jpeg_quality``, from a generator seeded by the file's sha256 and ``j``:
+    the same bytes always give the same copy, which is cached under its own key. Re-encoding
+    both classes and rescaling them takes away the file-format and absolute-size habits that
+    tell one source from another (``aigi datasets audit``); ``keep_original: false`` trains
+    on the copies alone.
+    """
+
+    n: int = 0
+    jpeg_quality: tuple[int, int] = (65, 100)
+    scale: tuple[float, float] = (0.5, 1.0)
+    keep_original: bool = True
+    min_side: int = 224  # never rescale a short side below this (a native crop still fits); smaller images only re-encode
+
+    def __post_init__(self) -> None:
+        lo, hi = self.jpeg_quality
+        if self.n < 0 or not 1 <= lo <= hi <= 100 or not 0 < self.scale[0] <= self.scale[1] <= 1:
+            raise ConfigError("augment.copies: n ≥ 0, 1 ≤ jpeg_quality low ≤ high ≤ 100, 0 < scale low ≤ high ≤ 1")
+
+    def copy(self, image: Image.Image, sha: str, j: int) -> Image.Image:
+        rng = np.random.default_rng([int(sha[:16], 16), j])
+        factor = float(rng.uniform(*self.scale))
+        quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
+        w, h = image.size
+        factor = max(factor, min(1.0, self.min_side / max(1, min(w, h))))
+        if factor < 1:
+            image = image.resize((max(1, round(w * factor)), max(1, round(h * factor))), Image.Resampling.BICUBIC,
+                                 reducing_gap=3.0)
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, format="JPEG", quality=quality)
+        buf.seek(0)
+        with Image.open(buf) as out:
+            return out.convert("RGB")
+
+    def transforms(self) -> list[tuple[Callable[[Image.Image, str], Image.Image], str]]:
+        """(transform, cache id) per copy: the id names every parameter that changes the pixels."""
+        tag = f"copy:q{self.jpeg_quality[0]}-{self.jpeg_quality[1]}:s{self.scale[0]}-{self.scale[1]}:m{self.min_side}"
+        return [(lambda image, sha, j=j: self.copy(image, sha, j), f"{tag}#{j}") for j in range(self.n)]
+
+
+@dataclass(frozen=True)
 class Augmentations:
     """What a recipe's ``augment:`` section asks for: blur/JPEG and a degradation policy."""
 
     blur_jpeg: BlurJpegAugment
     policy: DegradationPolicy
+    copies: FixedCopies = FixedCopies()
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> "Augmentations":
         cfg = dict(cfg or {})
-        return cls(BlurJpegAugment.from_config(cfg), DegradationPolicy.from_config(cfg.pop("policy", None)))
+        copies = dict(cfg.pop("copies", None) or {})
+        for key in ("jpeg_quality", "scale"):
+            if key in copies:
+                copies[key] = tuple(copies[key])
+        return cls(BlurJpegAugment.from_config(cfg), DegradationPolicy.from_config(cfg.pop("policy", None)),
+                   FixedCopies(**copies))
 
     @property
     def active(self) -> bool:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..backbones import DEFAULT_BACKBONE, VisionBackbone, load_backbone
+from ..backbones.views import View
 from ..errors import InputError
 from .folders import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
 from .inference import Inference, Prediction
@@ -44,6 +45,7 @@ class Detector(Inference, Persistence, nn.Module):
         self.threshold = float(threshold)  # tuned on a validation split by `aigi train`
         self.calibration: dict[str, Any] | None = None  # temperature / Platt map fitted on validation
         self.metadata: dict[str, Any] = {}
+        self.view = View()  # which pixels the tower sees (a recipe's ``view``; saved with the detector)
         object.__setattr__(self, "_backbone", None)  # not a submodule: its weights are never saved
 
     # ---- backbone -----------------------------------------------------------------

@@ -41,14 +41,16 @@ class Inference:
         return torch.sigmoid(apply(logits.float(), self.calibration))
 
     @torch.no_grad()
-    def logits_from_features(self, features: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    def logits_from_features(self, features: torch.Tensor, batch_size: int = 256, views: int = 1) -> torch.Tensor:
+        """Logits per image; with ``views`` adjacent rows per image (a multi-crop view), their mean."""
         self.eval()
         out = [self.head_from_features(features[i : i + batch_size].to(self.device)).float().cpu()
                for i in range(0, features.shape[0], batch_size)]
-        return torch.cat(out) if out else torch.empty(0)
+        logits = torch.cat(out) if out else torch.empty(0)
+        return logits.view(-1, views).mean(1) if views > 1 else logits
 
-    def probabilities_from_features(self, features: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        return self.to_probability(self.logits_from_features(features, batch_size))
+    def probabilities_from_features(self, features: torch.Tensor, batch_size: int = 256, views: int = 1) -> torch.Tensor:
+        return self.to_probability(self.logits_from_features(features, batch_size, views))
 
     def verdict(self, prob: float) -> str:
         return "fake" if prob >= self.threshold else "real"
@@ -70,23 +72,40 @@ class Inference:
                     idx.append(i)
                 except ImageReadError as exc:
                     results[i] = Prediction(names[i], None, None, exc.cause)
-            pixels, kept, failed = self.backbone.prepare(images)
-            for j, cause in failed.items():
-                results[idx[j]] = Prediction(names[idx[j]], None, None, cause)
-            for i, p in zip([idx[j] for j in kept], self._probabilities(pixels)):
+            for i, p in zip(idx, self._view_probabilities(images)):
                 results[i] = Prediction(names[i], None, None, p) if isinstance(p, str) else \
                     Prediction(names[i], p, self.verdict(p))
             if progress:
                 progress(min(batch_size, len(items) - start))
         return results  # type: ignore[return-value]
 
-    def _probabilities(self, pixels: torch.Tensor) -> list[float | str]:
-        """P(fake) per image; if the batch runs out of memory, image by image (a failure → its cause)."""
+    def _view_probabilities(self, images: list) -> list[float | str]:
+        """P(fake) per image through the detector's view (the mean logit of its crops), or why
+        the image could not be scored."""
+        view = self.view
+        size = self.backbone.preprocess_spec.output_size
+        crops = [c for image in images for c in view.apply(image, size)]
+        pixels, kept, failed = self.backbone.prepare(crops)
+        rows: list[float | str] = ["" for _ in crops]
+        for j, cause in failed.items():
+            rows[j] = cause
+        for j, logit in zip(kept, self._logits(pixels)):
+            rows[j] = logit
+        out: list[float | str] = []
+        for start in range(0, len(rows), view.crops):
+            group = rows[start : start + view.crops]
+            failures = [r for r in group if isinstance(r, str)]
+            out.append(failures[0] if failures else
+                       float(self.to_probability(torch.tensor([sum(group) / len(group)]))[0]))  # type: ignore[arg-type]
+        return out
+
+    def _logits(self, pixels: torch.Tensor) -> list[float | str]:
+        """Logit per row; if the batch runs out of memory, row by row (a failure → its cause)."""
         if not len(pixels):
             return []
         try:
-            return self.to_probability(self(pixels.to(self.device)).cpu()).tolist()
+            return self(pixels.to(self.device)).float().cpu().tolist()
         except (MemoryError, torch.OutOfMemoryError) as exc:
             if len(pixels) == 1:
                 return [f"out of memory while scoring ({type(exc).__name__})"]
-            return [p for k in range(len(pixels)) for p in self._probabilities(pixels[k : k + 1])]
+            return [p for k in range(len(pixels)) for p in self._logits(pixels[k : k + 1])]

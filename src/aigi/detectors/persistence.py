@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..backbones import DEFAULT_BACKBONE
+from ..backbones.views import View
 from .folders import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ class Persistence:
             "backbone": self.backbone_spec,
             "threshold": self.threshold,
             "calibration": self.calibration,
+            "view": str(self.view),
             "params": self.params(),
             "metadata": self.metadata,
         }
@@ -77,4 +79,5 @@ class Persistence:
                   **config.get("params", {}))
         det.metadata = dict(config.get("metadata", {}))
         det.calibration = config.get("calibration")
+        det.view = View.parse(config.get("view", "resize"))
         return det

@@ -52,9 +52,10 @@ def cached_logits(detector: Detector, ds: ImageDataset, batch_size: int = 32, pr
                   transform=None, transform_id: str = "", cache_root: str | Path | None = None):
     """Raw logits of the readable images through the feature cache: (logits, kept indices, errors)."""
     key = detector.cache_point()
-    res = FeatureCache(detector.backbone, root=cache_root).extract(ds.paths, keys=(key,), batch_size=batch_size, progress=progress,
-                                                  transform=transform, transform_id=transform_id)
-    return detector.logits_from_features(res.features[key]), res.kept, res.errors
+    res = FeatureCache(detector.backbone, root=cache_root).extract_view(
+        ds.paths, detector.view, keys=(key,), batch_size=batch_size, progress=progress, transform=transform,
+        transform_id=transform_id)
+    return detector.logits_from_features(res.features[key], views=res.views), res.kept, res.errors
 
 
 def detector_logits(detector: Detector, ds: ImageDataset, batch_size: int = 32,

@@ -25,6 +25,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from ..backbones.base import VisionBackbone
+from ..backbones.views import View
 from ..data.io import ImageReadError, _os_cause, file_sha256, read_image
 from ..errors import InputError
 from ..paths import feature_cache_dir
@@ -106,6 +107,7 @@ class ExtractResult:
     kept: list[int]  # indices into the input list that have features
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, one-line cause)
     encoded: int = 0  # images that went through the backbone in this call
+    views: int = 1  # rows per kept image (a multi-crop view): features are image-major, crops adjacent
 
 
 def _derived(file_hash: str, transform_id: str) -> str:
@@ -243,3 +245,46 @@ class FeatureCache:
         features = {k: stores[k].get([hashes[i] for i in kept]) for k in keys}  # type: ignore[misc]
         return ExtractResult(features, kept, errors, encoded)
 
+
+    def extract_view(
+        self,
+        paths: Sequence[str | Path],
+        view: View | str | None,
+        keys: Iterable[str] = ("embed",),
+        batch_size: int = 32,
+        progress: Callable[[int], None] | None = None,
+        transform: Callable[[Image.Image, str], Image.Image] | None = None,
+        transform_id: str = "",
+    ) -> ExtractResult:
+        """Like :meth:`extract`, through a detector's view: every crop is cached under its own
+        key, and an image is kept only if all its crops were. Features come image-major, the
+        crops of one image adjacent (``views`` rows each)."""
+        view = View.parse(view)
+        passes = view.transforms(self.backbone.preprocess_spec.output_size, transform, transform_id)
+        if len(passes) == 1:
+            fn, tid = passes[0]
+            return self.extract(paths, keys, batch_size, progress, fn, tid)
+        keys = tuple(dict.fromkeys(keys))
+        tick = _Scaled(progress, len(passes))
+        results = [self.extract(paths, keys, batch_size, tick, fn, tid) for fn, tid in passes]
+        kept = sorted(set.intersection(*(set(r.kept) for r in results)))
+        rows = [{i: n for n, i in enumerate(r.kept)} for r in results]
+        features = {}
+        for key in keys:
+            per_crop = [r.features[key][[rows[c][i] for i in kept]] for c, r in enumerate(results)]
+            features[key] = torch.stack(per_crop, 1).flatten(0, 1) if kept else torch.empty(0)
+        errors = list(dict.fromkeys(e for r in results for e in r.errors))
+        return ExtractResult(features, kept, errors, sum(r.encoded for r in results), len(passes))
+
+
+class _Scaled:
+    """Progress over several passes of the same images, reported in images."""
+
+    def __init__(self, progress: Callable[[int], None] | None, passes: int) -> None:
+        self.progress, self.passes, self.count = progress, passes, 0
+
+    def __call__(self, n: int) -> None:
+        before = self.count // self.passes
+        self.count += n
+        if self.progress and self.count // self.passes > before:
+            self.progress(self.count // self.passes - before)

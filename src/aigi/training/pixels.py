@@ -14,9 +14,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..backbones.views import View
 from ..data.augment import Augmentations
 from ..data.datasets import Sample
-from ..data.io import ImageReadError, read_image
+from ..data.io import ImageReadError, file_sha256, read_image
 from ..detectors import Detector
 from .trainer import TrainContext, make_optimizer
 from .validation import KeepBest, ValidationAP, finish, format_row, validation_ap
@@ -25,8 +26,10 @@ from .validation import KeepBest, ValidationAP, finish, format_row, validation_a
 class PixelDataset(torch.utils.data.Dataset):
     """Samples → (pixels, label); files that cannot be read or prepared come back as None and are dropped."""
 
-    def __init__(self, samples: Sequence[Sample], preprocess: Callable, augment: Augmentations, seed: int) -> None:
+    def __init__(self, samples: Sequence[Sample], preprocess: Callable, augment: Augmentations, seed: int,
+                 view: View | None = None, size: int = 224) -> None:
         self.samples, self.preprocess, self.augment, self.seed = list(samples), preprocess, augment, seed
+        self.view, self.size = view or View(), size
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -36,8 +39,15 @@ class PixelDataset(torch.utils.data.Dataset):
         sample = self.samples[index]
         try:
             image = read_image(sample.path)
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            copies = self.augment.copies
+            if copies.n:  # one of the fixed copies (or the original) each epoch
+                j = int(rng.integers(-int(copies.keep_original), copies.n))
+                image = image if j < 0 else copies.copy(image, file_sha256(sample.path), j)
             if self.augment.active:
-                image = self.augment(image, np.random.default_rng([self.seed, self.epoch, index]))
+                image = self.augment(image, rng)
+            if self.view.native:  # a native crop at a random place: every place is a sample
+                image = self.view.random_crop(image, self.size, rng)
             return self.preprocess([image])[0], sample.label
         except (ImageReadError, MemoryError, OSError, ValueError):  # one bad image never stops the epoch
             return None
@@ -54,13 +64,14 @@ def train_pixels(detector: Detector, train_samples: Sequence[Sample], val_sample
                  ctx: TrainContext) -> dict[str, Any]:
     config, log, progress_factory = ctx.config, ctx.log, ctx.progress_factory
     epochs, batch_size, seed = config.epochs, config.batch_size, config.seed
-    data = PixelDataset(train_samples, detector.backbone.preprocess, ctx.augment, seed)
+    data = PixelDataset(train_samples, detector.backbone.preprocess, ctx.augment, seed, detector.view,
+                        detector.backbone.preprocess_spec.output_size)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=config.workers,
                                          collate_fn=collate, generator=torch.Generator().manual_seed(seed))
     opt = make_optimizer(detector, config)
     if ctx.cache_key is not None:  # validation through the cached frozen part
         val_features, val_labels, _ = ctx.features(val_samples, "val")
-        validate = lambda: validation_ap(val_labels, detector.probabilities_from_features(val_features))  # noqa: E731
+        validate = lambda: validation_ap(val_labels, detector.probabilities_from_features(val_features))  # noqa: E731  (one row per crop)
     else:
         validate = ValidationAP(detector, val_samples, batch_size, ctx.cache_root)
     device = detector.device

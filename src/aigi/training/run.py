@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from ..backbones import load_backbone
+from ..backbones.views import View
 from ..config.recipe import Recipe, load_recipe
 from ..data.augment import Augmentations
 from ..data.datasets import ImageDataset, Sample, load_dataset
@@ -100,7 +101,8 @@ def _validation_logits(detector: Detector, val_ds: ImageDataset, ctx: TrainConte
     its frozen part is cacheable, else from pixels. Returns (logits, labels, samples, features)."""
     if ctx.cache_key is not None:
         xva, yva, samples = ctx.features(val_ds.samples, "val")
-        return detector.logits_from_features(xva), yva, samples, xva
+        k = ctx.view.crops  # rows per image: the score is the mean logit of an image's crops
+        return detector.logits_from_features(xva, views=k), yva[::k], samples[::k], xva
     preds = detector.predict([str(s.path) for s in val_ds.samples], batch_size=ctx.feature_batch_size)
     samples = [s for s, p in zip(val_ds.samples, preds) if p.error is None]
     labels = torch.tensor([s.label for s in samples], dtype=torch.float32)
@@ -168,6 +170,7 @@ def _run(recipe: Recipe, trainer, out: Path, progress_factory, echo) -> Path:
     backbone = load_backbone(recipe.backbone, device=recipe.device).freeze()
     detector = build_detector(recipe, backbone).to(recipe.device)
     detector.attach_backbone(backbone)
+    detector.view = View.parse(recipe.view)
     report = detector.parameter_report()
     log(f"parameters: {report['trainable']:,} trainable of {report['total']:,} "
         f"({100 * report['trainable_share_of_vision_tower']:.3f} % of the vision tower)")
@@ -176,7 +179,7 @@ def _run(recipe: Recipe, trainer, out: Path, progress_factory, echo) -> Path:
     ctx = TrainContext(config=recipe.train, augment=Augmentations.from_config(recipe.as_dict()["augment"]), log=log,
                        progress_factory=progress_factory, run_dir=out, cache_root=recipe.features.cache_dir,
                        feature_batch_size=recipe.features.batch_size, cache_key=detector.cache_point(),
-                       backbone=detector.backbone)
+                       backbone=detector.backbone, view=detector.view)
     t0 = time.time()
     log(f"trainer: {detector.trainer}")
     summary = trainer(detector, train_ds.samples, val_ds.samples, ctx)
@@ -196,7 +199,8 @@ def _run(recipe: Recipe, trainer, out: Path, progress_factory, echo) -> Path:
     }
     metrics = score(yva.int().tolist(), probs.tolist(), detector.threshold)
     if xva is not None and recipe.detector in REPORTS:
-        for path in REPORTS.get(recipe.detector)(detector, out / "report", xva, yva, summary.get("history", [])):
+        rows_labels = ctx.features(val_ds.samples, "val")[1]
+        for path in REPORTS.get(recipe.detector)(detector, out / "report", xva, rows_labels, summary.get("history", [])):
             log(f"report: {path}")
     log(f"validation: AP={metrics['ap']:.4f} AUC={metrics['auc']:.4f} acc@0.5={metrics['acc_mean@0.5']:.4f} "
         f"acc@val={metrics['acc_mean@val']:.4f} threshold={detector.threshold:.4f}")

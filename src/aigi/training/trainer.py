@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..backbones.views import View
 from ..config.recipe import TrainConfig
 from ..data.augment import Augmentations
 from ..data.datasets import Sample
@@ -38,6 +39,7 @@ class TrainContext:
     feature_batch_size: int = 32
     cache_key: str | None = None  # the detector's cache point
     backbone: Any = None  # the backbone the cache point is read from
+    view: View = field(default_factory=View)  # the detector's view: ``view.crops`` feature rows per image
     _memo: dict[str, tuple[torch.Tensor, torch.Tensor, list[Sample]]] = field(default_factory=dict, repr=False)
 
     @property
@@ -48,24 +50,34 @@ class TrainContext:
         return FeatureCache(self.backbone, root=self.cache_root)
 
     def features(self, samples: Sequence[Sample], name: str) -> tuple[torch.Tensor, torch.Tensor, list[Sample]]:
-        """The cache point's features of ``samples`` (readable ones), their labels and those samples;
-        computed once per run and name."""
+        """The cache point's feature rows of ``samples`` (readable ones), with a label and a sample
+        per row; computed once per run and name. A multi-crop view gives ``view.crops`` adjacent rows
+        per image; for ``train``, the fixed augmented copies (``augment.copies``) add rows of their own."""
         if name in self._memo:
             return self._memo[name]
         if self.cache_key is None:
             raise RuntimeError("this detector has no frozen part to cache")
-        bar = self.progress_factory(len(samples), f"features {name}") if self.progress_factory else None
-        result = self.cache().extract([s.path for s in samples], keys=(self.cache_key,),
-                                      batch_size=self.feature_batch_size, progress=bar.update if bar else None)
-        if bar:
-            bar.close()
-        for path, cause in result.errors:
-            self.log(f"skipped {path}: {cause}")
-        self.log(f"{name}: {len(result.kept)} images, {result.encoded} encoded now, "
-                 f"{len(result.kept) - result.encoded} from cache")
-        kept = [samples[i] for i in result.kept]
-        labels = torch.tensor([s.label for s in kept], dtype=torch.float32)
-        self._memo[name] = (result.features[self.cache_key], labels, kept)
+        variants: list[tuple[Any, str]] = [(None, "")]
+        copies = self.augment.copies
+        if name == "train" and copies.n:
+            variants = ([(None, "")] if copies.keep_original else []) + copies.transforms()
+        rows, labels, kept_samples = [], [], []
+        for i, (transform, transform_id) in enumerate(variants):
+            what = name if not transform_id else f"{name} copy {transform_id.rsplit('#', 1)[-1]}"
+            bar = self.progress_factory(len(samples), f"features {what}") if self.progress_factory else None
+            result = self.cache().extract_view([s.path for s in samples], self.view, keys=(self.cache_key,),
+                                               batch_size=self.feature_batch_size, progress=bar.update if bar else None,
+                                               transform=transform, transform_id=transform_id)
+            if bar:
+                bar.close()
+            for path, cause in result.errors if i == 0 else ():
+                self.log(f"skipped {path}: {cause}")
+            self.log(f"{what}: {len(result.kept)} images × {result.views} view rows, {result.encoded} encoded now")
+            kept = [samples[k] for k in result.kept for _ in range(result.views)]
+            rows.append(result.features[self.cache_key])
+            labels.extend(s.label for s in kept)
+            kept_samples.extend(kept)
+        self._memo[name] = (torch.cat(rows), torch.tensor(labels, dtype=torch.float32), kept_samples)
         return self._memo[name]
 
 

@@ -56,19 +56,20 @@ class ValidationAP:
 
     def __init__(self, detector, samples: Sequence, batch_size: int, cache_root: str | Path | None = None) -> None:
         self.detector, self.samples, self.batch_size = detector, list(samples), batch_size
-        self.features = None
+        self.features, self.views = None, 1
         self.labels = torch.tensor([s.label for s in self.samples], dtype=torch.float32)
         key = detector.cache_point()
         if key is not None and self.samples:
-            res = FeatureCache(detector.backbone, root=cache_root).extract([s.path for s in self.samples], keys=(key,),
-                                                         batch_size=batch_size)
-            self.features, self.labels = res.features[key], self.labels[res.kept]
+            res = FeatureCache(detector.backbone, root=cache_root).extract_view(
+                [s.path for s in self.samples], detector.view, keys=(key,), batch_size=batch_size)
+            self.features, self.labels, self.views = res.features[key], self.labels[res.kept], res.views
 
     def __call__(self) -> float:
         if not self.samples:
             return float("nan")
         if self.features is not None:
-            return validation_ap(self.labels, self.detector.probabilities_from_features(self.features, self.batch_size))
+            return validation_ap(self.labels, self.detector.probabilities_from_features(self.features, self.batch_size,
+                                                                                        self.views))
         preds = self.detector.predict([str(s.path) for s in self.samples], batch_size=self.batch_size)
         ok = [i for i, p in enumerate(preds) if p.error is None]
         return validation_ap(self.labels[ok], torch.tensor([preds[i].prob_fake for i in ok]))

@@ -167,3 +167,39 @@ def _write(out: Path, kept, rejected, manifest: Path) -> dict:
                         "fake": sum(c["fake"] for c in counts.values())}}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def add_folder(out: Path, folder: Path, name: str, per_class: int) -> dict:
+    """Add a local labelled folder (``0_real``/``1_fake``, e.g. CIFAKE's train split) to a built
+    pool as the source ``name``: ``per_class`` files per class, picked by the sha256 of their
+    bytes (the same files on every machine, spread over the folder), rows appended to pool.csv
+    and counted in report.json. The pool's size rule does not apply: such a source is kept
+    for what it is (CIFAKE: 32 px thumbnails of CIFAR-10 and SD 1.4)."""
+    import hashlib
+
+    out, folder = Path(out), Path(folder)
+    report_path = out / "report.json"
+    if not report_path.is_file():
+        raise InputError(f"{out}: not a built pool (no report.json); run build-pool first")
+    report = json.loads(report_path.read_text())
+    if name in report["kept"]:
+        raise InputError(f"{out}: the pool already has a source named '{name}'")
+    rows = []
+    for label, sub in (("real", "0_real"), ("fake", "1_fake")):
+        files = sorted(p for p in (folder / sub).glob("*") if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise InputError(f"{folder / sub}: no files (a labelled folder has 0_real/ and 1_fake/)")
+        hashed = sorted({hashlib.sha256(p.read_bytes()).hexdigest(): p for p in reversed(files)}.items())  # one per content
+        target = out / name / sub
+        target.mkdir(parents=True, exist_ok=True)
+        for sha, p in hashed[:per_class]:
+            dest = target / f"{sha[:16]}{p.suffix.lower()}"
+            dest.write_bytes(p.read_bytes())
+            rows.append([str(dest.relative_to(out)), label, name, "", "", "", str(p), sha])
+        report["kept"][name] = {**report["kept"].get(name, {}), label: min(per_class, len(hashed))}
+        report["total"][label] += min(per_class, len(hashed))
+    with open(out / "pool.csv", "a", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    report.setdefault("added", {})[name] = {"folder": str(folder), "per_class": per_class}
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    return report
