@@ -185,3 +185,23 @@ def test_clashing_detector_labels_take_their_parent_folder(tmp_path):
     (tmp_path / "solo" / "detector" / "config.json").write_text("{}")
     assert _unique_labels([*paths, str(tmp_path / "solo")]) == [
         "full-l2/stage1", "lora-crd/stage1#1", "lora-crd/stage1#2", "solo"]
+
+
+def test_data_exclude_holds_out_images_by_content(tiny_data, tmp_path):
+    """Copies of three training images under other names (the README examples, say) are never
+    trained or validated on; a missing exclude path is refused before any work."""
+    held = tmp_path / "held"
+    held.mkdir()
+    for i, src in enumerate(sorted((tiny_data / "train" / "1_fake").glob("*.png"))[:3]):
+        (held / f"example {i}.png").write_bytes(src.read_bytes())
+    recipe = {"detector": "univfd", "backbone": "random:tiny-clip", "output": str(tmp_path / "run"),
+              "data": {"train": str(tiny_data / "train"), "val": str(tiny_data / "val"), "exclude": str(held)},
+              "train": {"epochs": 2}}
+    run = aigi.train(recipe, echo=None)
+    assert "data.exclude: 3 of 32 images of train are in" in (run / "train.log").read_text()
+    counts = json.loads((run / "detector" / "config.json").read_text())["metadata"]["train_counts"]
+    assert [c["fake"] for c in counts.values()] == [13] and [c["real"] for c in counts.values()] == [16]
+    recipe["data"]["exclude"] = str(tmp_path / "nowhere")
+    recipe["output"] = str(tmp_path / "run2")
+    with pytest.raises(aigi.errors.ConfigError, match="data.exclude: .*nowhere"):
+        aigi.train(recipe, echo=None)

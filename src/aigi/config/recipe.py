@@ -28,6 +28,7 @@ class DataConfig:
     val_fraction: float = 0.1
     subset_depth: int = 1
     limit_per_class: int | None = None
+    exclude: str | None = None  # images never trained or validated on, matched by content: a folder, a file or a glob
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:

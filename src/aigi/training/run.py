@@ -84,6 +84,8 @@ def _datasets(recipe: Recipe, log) -> tuple[ImageDataset, ImageDataset]:
         val_ds = load_dataset(data.val, subset_depth=data.subset_depth)
     else:
         train_ds, val_ds = split_validation(train_ds, data.val_fraction, seed)
+    if data.exclude:
+        train_ds, val_ds = (_without(ds, data.exclude, log) for ds in (train_ds, val_ds))
     if data.limit_per_class:
         train_ds = train_ds.limit_per_class(data.limit_per_class, seed=seed)
         val_ds = val_ds.limit_per_class(data.limit_per_class, seed=seed)
@@ -94,6 +96,20 @@ def _datasets(recipe: Recipe, log) -> tuple[ImageDataset, ImageDataset]:
             have = "no images" if not labels else f"only {'fake' if 1 in labels else 'real'} images"
             raise ConfigError(f"{where}: the {name} set has {have}; a detector needs both real and fake")
     return train_ds, val_ds
+
+
+def _without(ds: ImageDataset, exclude: str, log) -> ImageDataset:
+    """``ds`` less every image whose bytes equal one under ``exclude`` (held-out examples stay
+    held out even when a copy of them sits in the training pool under another name)."""
+    from ..data.io import file_sha256, list_images
+
+    files, problems = list_images([exclude])
+    if problems:
+        raise ConfigError(f"data.exclude: {problems[0][0]}: {problems[0][1]}")
+    held = {file_sha256(p) for p in files}
+    kept = [s for s in ds.samples if file_sha256(s.path) not in held]
+    log(f"data.exclude: {len(ds.samples) - len(kept)} of {len(ds.samples)} images of {ds.name} are in {exclude}; left out")
+    return ImageDataset(ds.name, kept)
 
 
 def _validation_logits(detector: Detector, val_ds: ImageDataset, ctx: TrainContext):
