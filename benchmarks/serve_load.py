@@ -94,7 +94,7 @@ def main() -> None:
     folder = Path(args.images)
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: args.requests]
     if not files:
-        files = sorted((ROOT / "examples").glob("*.jpg"))
+        files = sorted((ROOT / "examples" / "cifake").glob("*.jpg"))
     port = free_port()
     cmd = [sys.executable, "-m", "aigi.cli", "serve", "--port", str(port), "--max-batch", "32"]
     if args.detector:

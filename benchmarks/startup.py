@@ -1,6 +1,6 @@
 """What a person waits for before the first score: start-up of the `aigi` command.
 
-    python benchmarks/startup.py [--repeats 3] [--image examples/real_01.jpg]
+    python benchmarks/startup.py [--repeats 3] [--image examples/cifake/real_01.jpg]
 
 Each row runs a fresh `aigi` process (the weights already converted), median of
 the repeats: the CLI alone, a resumed `detect` with nothing left to score (the
@@ -33,7 +33,7 @@ def timed(cmd: list[str], repeats: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--image", default=str(ROOT / "examples" / "real_01.jpg"))
+    ap.add_argument("--image", default=str(ROOT / "examples" / "cifake" / "real_01.jpg"))
     args = ap.parse_args()
     aigi = [sys.executable, "-m", "aigi.cli"]
     subprocess.run([*aigi, "backbones", "prepare"], check=True, capture_output=True, cwd=ROOT)  # converted once

@@ -125,7 +125,7 @@ def test_ablation_recipes_build():
 def test_one_step_on_the_embedded_tower_with_the_true_text_architecture(embedded_backbone):
     det = DGSDetector("embedded", text_backbone="random:clip-text-b16")
     assert det.text.embed_dim == det.student.embed_dim == 512
-    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.jpg"))[:2]
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples" / "cifake").glob("*.jpg"))[:2]
     x = det.student.preprocess([read_image(p) for p in examples])
     parts = training_step(det, x, torch.tensor([0, 1]), det.text_embeddings(["a photo of a dog", "a photo"]),
                               torch.optim.AdamW(det.trainable_parameters(), lr=1e-4))

@@ -103,7 +103,7 @@ def test_siglip_so400m_and_clip_l14_experts_on_true_architectures(tmp_path):
         det.attach_backbone(bb)
         folders[name] = det.save(tmp_path / name)
     ens = EnsembleDetector.from_detectors(folders, out=tmp_path / "ens")
-    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.jpg"))[:2]
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples" / "cifake").glob("*.jpg"))[:2]
     preds = ens.predict([str(p) for p in examples], batch_size=2)
     assert all(0 <= p.prob_fake <= 1 and set(p.extra) == {"p_siglip", "p_clipl14"} for p in preds)
     assert all(p.prob_fake == pytest.approx((p.extra["p_siglip"] + p.extra["p_clipl14"]) / 2) for p in preds)

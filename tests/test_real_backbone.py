@@ -53,7 +53,7 @@ def test_shipped_default_detector_scores_examples():
     import aigi
     from aigi.backbones.embedded import EmbeddedWeightsUnavailable
 
-    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.jpg"))
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples" / "cifake").glob("*.jpg"))
     det = aigi.load_detector()
     try:
         preds = det.predict([str(p) for p in examples])

@@ -85,7 +85,7 @@ def test_robustness_features_are_cached(two_runs, tiny_data, tmp_path, monkeypat
 
 
 def test_degrade_command(tmp_path):
-    src = Path(__file__).resolve().parents[1] / "examples" / "real_01.jpg"
+    src = Path(__file__).resolve().parents[1] / "examples" / "cifake" / "real_01.jpg"
     out = tmp_path / "d.png"
     res = runner.invoke(app, ["degrade", str(src), str(out), "--ops", "jpeg:0.8,gaussian_blur:0.2"])
     assert res.exit_code == 0, res.output

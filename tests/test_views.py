@@ -137,14 +137,14 @@ def test_a_multicrop_detector_scores_the_mean_logit_of_its_crops_on_every_path(p
 def test_copies_are_cached_apart_and_train_on_their_own(photo_like, tmp_path):
     run = _train(tmp_path, photo_like, "crop", {"n": 2, "keep_original": False})
     log = (run / "train.log").read_text()
-    assert "train copy 0: 24 images × 1 view rows, 24 encoded now" in log
-    assert "train copy 1: 24 images × 1 view rows, 24 encoded now" in log
+    assert "train copy 0: 24 images, 24 encoded now, 0 from cache" in log
+    assert "train copy 1: 24 images, 24 encoded now, 0 from cache" in log
     assert "\ntrain:" not in log.replace("train: {", "")  # the originals were not used for training
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["augment"]["copies"]["n"] == 2 and resolved["view"] == "crop"
     # a second run finds every copy in the cache
     again = _train(tmp_path / "again", photo_like, "crop", {"n": 2, "keep_original": False})
-    assert "train copy 1: 24 images × 1 view rows, 0 encoded now" in (again / "train.log").read_text()
+    assert "train copy 1: 24 images, 0 encoded now, 24 from cache" in (again / "train.log").read_text()
 
 
 def test_extract_view_keeps_an_image_only_with_all_its_crops(photo_like, tmp_path):

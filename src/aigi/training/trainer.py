@@ -72,7 +72,9 @@ class TrainContext:
                 bar.close()
             for path, cause in result.errors if i == 0 else ():
                 self.log(f"skipped {path}: {cause}")
-            self.log(f"{what}: {len(result.kept)} images × {result.views} view rows, {result.encoded} encoded now")
+            n = len(result.kept) * result.views
+            views = f" ({result.views} crops each)" if result.views > 1 else ""
+            self.log(f"{what}: {len(result.kept)} images{views}, {result.encoded} encoded now, {n - result.encoded} from cache")
             kept = [samples[k] for k in result.kept for _ in range(result.views)]
             rows.append(result.features[self.cache_key])
             labels.extend(s.label for s in kept)
