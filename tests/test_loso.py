@@ -27,6 +27,10 @@ def pool(tmp_path_factory) -> Path:
             for i in range(n):
                 (root / source / folder).mkdir(parents=True, exist_ok=True)
                 make_image(label, rng).save(root / source / folder / f"{source}{i}.png")
+    # what build-pool writes beside the images: gamma's fakes come from one named generator
+    rows = ["path,label,source,generator,repo,commit,repo_path,sha256"]
+    rows += [f"gamma/1_fake/gamma{i}.png,fake,gamma,gx,,,," for i in range(6)]
+    (root / "pool.csv").write_text("\n".join(rows) + "\n")
     return root
 
 
@@ -70,3 +74,19 @@ def test_loso_trains_and_tests_each_fold(pool, tmp_path):
         train = (out / "probe" / source / "train.csv").read_text()
         assert f"/{source}/" not in train  # the held-out source never reaches training
         assert (out / "probe" / source / "run" / "detector" / "config.json").is_file()
+    # the shortcut baseline on the same folds, and each fold's generators
+    full = json.loads((out / "loso.json").read_text())
+    assert list(full["shortcut"]["folds"]) == ["alpha", "beta", "gamma"]
+    assert "shortcut" in res.output and "margin" in res.output
+    gens = table["folds"]["gamma"]["generators"]
+    assert list(gens) == ["gx"] and gens["gx"]["fake"] == 6
+    assert table["folds"]["alpha"]["generators"] == {}  # no generator named for alpha
+    import csv
+
+    from sklearn.metrics import roc_auc_score
+
+    with open(out / "probe" / "gamma" / "eval" / "predictions.csv") as fh:
+        preds = list(csv.DictReader(fh))
+    labels = [int(r["label"]) for r in preds]
+    assert labels.count(1) == 6  # all of gamma's fakes are gx's: its AUC is the fold's
+    assert gens["gx"]["auc"] == pytest.approx(roc_auc_score(labels, [float(r["prob_fake"]) for r in preds]))

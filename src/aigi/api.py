@@ -431,18 +431,25 @@ def audit_pool(pool: str | Path) -> dict:
 
 
 def loso(recipes: Sequence[str | Path], pool: str | Path, out: str | Path, sources: Sequence[str] | None = None,
-         overrides: Sequence[str] = (), bootstrap: int = 1000, log: Callable[[str], None] | None = None) -> dict:
+         overrides: Sequence[str] = (), bootstrap: int = 1000, log: Callable[[str], None] | None = None,
+         shortcut: bool = True) -> dict:
     """Leave-one-source-out: for each recipe and each source with fakes, train on every other
     source and test on it (:mod:`aigi.eval.loso`). Features are cached, so the backbone runs once
-    per image for all folds. Writes ``<out>/loso.json`` and per fold the run and its evaluation."""
+    per image for all folds. Each fold also gets an AUC per generator (from the pool's pool.csv),
+    and with ``shortcut`` the table gets the metadata-only baseline on the same folds under
+    ``"shortcut"``. Writes ``<out>/loso.json`` and per fold the run and its evaluation."""
     import json
 
     from .data.datasets import load_dataset
-    from .eval.loso import make_folds, write_manifest
+    from .eval.audit import audit
+    from .eval.loso import by_generator, make_folds, pool_generators, write_manifest
 
     out = Path(out)
-    folds = make_folds(load_dataset(pool, subset_depth=1), list(sources) if sources else None)
-    table: dict[str, Any] = {}
+    ds = load_dataset(pool, subset_depth=1)
+    folds = make_folds(ds, list(sources) if sources else None)
+    generators = pool_generators(Path(pool))
+    # the metadata-only classifier on the same folds: a detector must clearly beat it on each
+    table: dict[str, Any] = {"shortcut": audit(ds)} if shortcut else {}
     for recipe in recipes:
         label, rows = Path(recipe).stem, {}
         for fold in folds:
@@ -453,7 +460,7 @@ def loso(recipes: Sequence[str | Path], pool: str | Path, out: str | Path, sourc
             result = evaluate(run_dir, test_csv, out=where / "eval", subset_depth=0, bootstrap=bootstrap)
             m = result.rows["all"]
             rows[fold.source] = {"auc": m["auc"], "ap": m["ap"], "auc_ci": m.get("auc_ci"), "ap_ci": m.get("ap_ci"),
-                                 **fold.counts()["test"]}
+                                 **fold.counts()["test"], "generators": by_generator(result.predictions, generators)}
             if log:
                 log(f"{label} / {fold.source}: AUC {m['auc']:.4f} AP {m['ap']:.4f}")
         aucs = [r["auc"] for r in rows.values() if r["auc"] is not None]

@@ -303,17 +303,23 @@ def loso(
     source: Optional[List[str]] = typer.Option(None, "--source", help="Only hold out this source; repeat."),
     bootstrap: int = typer.Option(1000, min=0, help="Bootstrap resamples for the CIs (0: none)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides for every recipe."),
+    shortcut: bool = typer.Option(True, help="Also score the metadata-only baseline on the same folds."),
 ) -> None:
     """Leave-one-source-out: train on all other sources, test on each source with fakes."""
     with _errors():
         table = api.loso(recipe, pool, out, sources=source, overrides=overrides or [], bootstrap=bootstrap,
-                         log=lambda m: typer.echo(m, err=True))
+                         log=lambda m: typer.echo(m, err=True), shortcut=shortcut)
+    shortcut = table.pop("shortcut", {}).get("folds", {})
     for label, result in table.items():
         typer.echo(f"== {label}")
-        typer.echo(f"{'held-out source':<16} {'real':>5} {'fake':>5} {'AUC':>7} {'AP':>7}")
+        typer.echo(f"{'held-out source':<24} {'real':>5} {'fake':>5} {'AUC':>7} {'AP':>7} {'shortcut':>8} {'margin':>7}")
         for name, f in result["folds"].items():
-            typer.echo(f"{name:<16} {f['real']:>5} {f['fake']:>5} {f['auc']:>7.4f} {f['ap']:>7.4f}")
-        typer.echo(f"{'mean':<16} {'':>5} {'':>5} {result['mean_auc']:>7.4f}   worst {result['worst_auc']:.4f}")
+            base = shortcut.get(name, {}).get("auc")
+            extra = f" {base:>8.4f} {f['auc'] - base:>+7.4f}" if base is not None else ""
+            typer.echo(f"{name:<24} {f['real']:>5} {f['fake']:>5} {f['auc']:>7.4f} {f['ap']:>7.4f}{extra}")
+            for gen, g in f.get("generators", {}).items():
+                typer.echo(f"  {gen[:22]:<22} {'':>5} {g['fake']:>5} {g['auc']:>7.4f}")
+        typer.echo(f"{'mean':<24} {'':>5} {'':>5} {result['mean_auc']:>7.4f}   worst {result['worst_auc']:.4f}")
     typer.echo(f"written to {out / 'loso.json'}", err=True)
 
 

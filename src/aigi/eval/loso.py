@@ -69,3 +69,32 @@ def write_manifest(samples: list[Sample], path: Path) -> Path:
         for s in samples:
             writer.writerow([str(Path(s.path).resolve()), s.label, s.subset])
     return path
+
+
+def pool_generators(pool: Path) -> dict[str, str]:
+    """Resolved image path → generator, from a built pool's pool.csv (empty when there is none)."""
+    index = Path(pool) / "pool.csv"
+    if not index.is_file():
+        return {}
+    with open(index, newline="") as fh:
+        return {str((Path(pool) / r["path"]).resolve()): r["generator"] for r in csv.DictReader(fh)
+                if r["label"] == "fake" and r.get("generator")}
+
+
+def by_generator(predictions: list[dict], generators: dict[str, str], min_fakes: int = 5) -> dict[str, dict]:
+    """AUC of each generator's fakes against all the fold's reals (generators with ``min_fakes`` or more)."""
+    from sklearn.metrics import roc_auc_score
+
+    scored = [p for p in predictions if p.get("prob_fake") is not None]
+    reals = [float(p["prob_fake"]) for p in scored if int(p["label"]) == 0]
+    groups: dict[str, list[float]] = {}
+    for p in scored:
+        gen = generators.get(str(Path(p["path"]).resolve()))
+        if int(p["label"]) == 1 and gen:
+            groups.setdefault(gen, []).append(float(p["prob_fake"]))
+    out = {}
+    for gen, fakes in sorted(groups.items()):
+        if len(fakes) >= min_fakes and reals:
+            auc = roc_auc_score([0] * len(reals) + [1] * len(fakes), reals + fakes)
+            out[gen] = {"auc": float(auc), "fake": len(fakes)}
+    return out

@@ -45,7 +45,7 @@ def _record(name: str, pred, detector) -> dict[str, Any]:
 def _summary(detector, label: str) -> dict[str, Any]:
     meta = detector.metadata or {}
     out = {"name": label, "method": detector.name, "backbone": detector.backbone_spec,
-           "threshold": detector.threshold, "calibration": detector.calibration,
+           "threshold": detector.threshold, "calibration": detector.calibration, "view": str(detector.view),
            "trained_on": meta.get("trained_on"), "validated_on": meta.get("validated_on"),
            "model_card": "/model-card"}
     from ..detectors.ensemble import EnsembleDetector
