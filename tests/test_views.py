@@ -160,3 +160,22 @@ def test_extract_view_keeps_an_image_only_with_all_its_crops(photo_like, tmp_pat
     single = cache.extract_view(paths[:1], "crop", keys=("embed",))
     assert single.encoded == 0  # crop 0 of any view is the centre crop, cached once
     assert torch.equal(single.features["embed"][0], res.features["embed"][0])
+
+
+def test_an_image_no_larger_than_the_crop_shares_the_plain_cache_key(tmp_path):
+    """Every crop of a thumbnail is the thumbnail: the crop views read what the resize view cached."""
+    from aigi.backbones import load_backbone
+
+    paths = []
+    for i, size in enumerate(((20, 24), (30, 30), (90, 70))):
+        paths.append(tmp_path / f"{i}.png")
+        make_image(i % 2, np.random.default_rng(i), size=size).save(paths[-1])
+    cache = FeatureCache(load_backbone("random:tiny-clip"), root=tmp_path / "cache")
+    plain = cache.extract(paths, keys=("embed",))
+    res = cache.extract_view(paths, "multicrop:2", keys=("embed",))
+    assert res.encoded == 2  # only the 90 × 70 image's two crops
+    assert res.kept == [0, 1, 2] and res.features["embed"].shape[0] == 6
+    for i in (0, 1):  # each thumbnail's two rows are its plain features
+        assert torch.equal(res.features["embed"][2 * i], plain.features["embed"][i])
+        assert torch.equal(res.features["embed"][2 * i + 1], plain.features["embed"][i])
+    assert not torch.equal(res.features["embed"][4], res.features["embed"][5])

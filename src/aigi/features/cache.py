@@ -260,21 +260,49 @@ class FeatureCache:
         key, and an image is kept only if all its crops were. Features come image-major, the
         crops of one image adjacent (``views`` rows each)."""
         view = View.parse(view)
-        passes = view.transforms(self.backbone.preprocess_spec.output_size, transform, transform_id)
-        if len(passes) == 1:
-            fn, tid = passes[0]
-            return self.extract(paths, keys, batch_size, progress, fn, tid)
+        size = self.backbone.preprocess_spec.output_size
+        if not view.native:
+            return self.extract(paths, keys, batch_size, progress, transform, transform_id)
         keys = tuple(dict.fromkeys(keys))
+        passes = view.transforms(size, transform, transform_id)
+        # an image no larger than the crop is its own crop in every place: it shares the plain
+        # cache key (a CIFAKE thumbnail is encoded once for every view)
+        whole = set(_fits(paths, size)) if transform is None else set()
+        big = {i: n for n, i in enumerate(i for i in range(len(paths)) if i not in whole)}
+        small = {i: n for n, i in enumerate(sorted(whole))}
         tick = _Scaled(progress, len(passes))
-        results = [self.extract(paths, keys, batch_size, tick, fn, tid) for fn, tid in passes]
-        kept = sorted(set.intersection(*(set(r.kept) for r in results)))
-        rows = [{i: n for n, i in enumerate(r.kept)} for r in results]
-        features = {}
-        for key in keys:
-            per_crop = [r.features[key][[rows[c][i] for i in kept]] for c, r in enumerate(results)]
-            features[key] = torch.stack(per_crop, 1).flatten(0, 1) if kept else torch.empty(0)
-        errors = list(dict.fromkeys(e for r in results for e in r.errors))
-        return ExtractResult(features, kept, errors, sum(r.encoded for r in results), len(passes))
+        results = [self.extract([paths[i] for i in big], keys, batch_size, tick, fn, tid) for fn, tid in passes]
+        plain = self.extract([paths[i] for i in small], keys, batch_size, progress)
+        row_of = [{local: n for n, local in enumerate(r.kept)} for r in results]
+        plain_row = {local: n for n, local in enumerate(plain.kept)}
+        kept, picks = [], []  # per kept image: (result, row) for each crop
+        for i in range(len(paths)):
+            if i in small:
+                rows = [plain_row.get(small[i])] * len(passes)
+                pick = list(zip([plain] * len(passes), rows))
+            else:
+                rows = [r.get(big[i]) for r in row_of]
+                pick = list(zip(results, rows))
+            if None not in rows:
+                kept.append(i)
+                picks.append(pick)
+        features = {key: torch.stack([r.features[key][n] for pick in picks for r, n in pick]) if picks
+                    else torch.empty(0) for key in keys}
+        errors = list(dict.fromkeys(e for r in (*results, plain) for e in r.errors))
+        return ExtractResult(features, kept, errors, sum(r.encoded for r in (*results, plain)), len(passes))
+
+
+def _fits(paths: Sequence[str | Path], size: int) -> list[int]:
+    """Indices of the images whose both sides are at most ``size`` (header only; unreadable: no)."""
+    out = []
+    for i, p in enumerate(paths):
+        try:
+            with Image.open(p) as im:
+                if max(im.size) <= size:
+                    out.append(i)
+        except Exception:  # extract() reports why it cannot be read
+            continue
+    return out
 
 
 class _Scaled:
