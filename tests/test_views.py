@@ -179,3 +179,35 @@ def test_an_image_no_larger_than_the_crop_shares_the_plain_cache_key(tmp_path):
         assert torch.equal(res.features["embed"][2 * i], plain.features["embed"][i])
         assert torch.equal(res.features["embed"][2 * i + 1], plain.features["embed"][i])
     assert not torch.equal(res.features["embed"][4], res.features["embed"][5])
+
+
+def test_balanced_sampling_draws_every_source_and_class_equally():
+    from aigi.data.datasets import Sample
+    from aigi.training.trainer import balance_weights, epoch_order
+
+    samples = ([Sample(Path(f"a{i}"), 1, "big") for i in range(90)] + [Sample(Path(f"b{i}"), 1, "small") for i in range(10)]
+               + [Sample(Path(f"c{i}"), 0, "big") for i in range(50)])
+    w = balance_weights(samples, "subset_class")
+    groups = {("big", 1): w[:90].sum(), ("small", 1): w[90:100].sum(), ("big", 0): w[100:].sum()}
+    assert all(float(v) == pytest.approx(1.0) for v in groups.values())
+    by_class = balance_weights(samples, "class")
+    assert float(by_class[:100].sum()) == pytest.approx(float(by_class[100:].sum()))
+    assert balance_weights(samples, "none") is None
+    order = epoch_order(len(samples), w, torch.Generator().manual_seed(0))
+    drawn = torch.bincount((order >= 90).long() + (order >= 100).long(), minlength=3).float() / len(order)
+    assert torch.allclose(drawn, torch.full((3,), 1 / 3), atol=0.08)  # 150 draws: each group about a third
+    assert sorted(epoch_order(5, None, torch.Generator().manual_seed(0)).tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_balance_is_refused_by_a_trainer_that_does_not_read_it():
+    with pytest.raises(ConfigError, match="train.balance: the 'bank' trainer"):
+        aigi.train({"detector": "univfd-knn", "train": {"balance": "class"}, "data": {"train": "x"}}, echo=None)
+
+
+def test_a_balanced_run_trains(photo_like, tmp_path):
+    recipe = {"detector": "univfd", "backbone": "random:tiny-clip", "view": "crop",
+              "data": {"train": str(photo_like / "train"), "val": str(photo_like / "val")},
+              "train": {"epochs": 30, "lr": 0.01, "batch_size": 16, "balance": "subset_class"},
+              "output": str(tmp_path / "run")}
+    run = aigi.train(recipe, echo=None)
+    assert json.loads((run / "metrics.json").read_text())["validation"]["auc"] > 0.8

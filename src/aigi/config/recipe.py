@@ -54,6 +54,9 @@ class TrainConfig:
     resume: bool = False  # continue from <run>/checkpoint (trainers that keep one)
     checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
     keep_best: bool = True  # restore the epoch with the best validation AP at the end
+    # how an epoch draws samples: uniformly, or with replacement so that every class (every
+    # (subset, class) pair: a pool's sources) weighs the same whatever its size
+    balance: Literal["none", "class", "subset_class"] = "none"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "workers", "checkpoint_every"):

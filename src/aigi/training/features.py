@@ -15,7 +15,7 @@ import torch
 
 from ..config.recipe import TrainConfig
 from ..detectors import Detector
-from .trainer import TrainContext, make_optimizer
+from .trainer import TrainContext, balance_weights, epoch_order, make_optimizer
 from .validation import KeepBest, finish, format_row, validation_ap
 
 
@@ -26,12 +26,13 @@ def train_features(detector: Detector, train_samples, val_samples, ctx: TrainCon
 
         ctx.log(f"training from pixels (augmentation: {ctx.augment.active}): every epoch runs the backbone on every image")
         return train_pixels(detector, train_samples, val_samples, ctx)
-    xtr, ytr, _ = ctx.features(train_samples, "train")
-    return train_head(detector, xtr, ytr, xva, yva, ctx.config, ctx.log)
+    xtr, ytr, rows = ctx.features(train_samples, "train")
+    return train_head(detector, xtr, ytr, xva, yva, ctx.config, ctx.log, balance_weights(rows, ctx.config.balance))
 
 
 def train_head(detector: Detector, train: torch.Tensor, train_labels: torch.Tensor, val: torch.Tensor | None,
-               val_labels: torch.Tensor | None, config: TrainConfig, log: Callable[[str], None]) -> dict[str, Any]:
+               val_labels: torch.Tensor | None, config: TrainConfig, log: Callable[[str], None],
+               weights: torch.Tensor | None = None) -> dict[str, Any]:
     epochs, batch_size = config.epochs, config.batch_size
     gen = torch.Generator().manual_seed(config.seed)
     opt = make_optimizer(detector, config)
@@ -43,7 +44,7 @@ def train_head(detector: Detector, train: torch.Tensor, train_labels: torch.Tens
     total_steps, step = epochs * steps_per_epoch, 0
     for epoch in range(1, epochs + 1):
         detector.train()
-        order = torch.randperm(train.shape[0], generator=gen)
+        order = epoch_order(train.shape[0], weights, gen)
         total = 0.0
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]

@@ -19,7 +19,7 @@ from ..data.augment import Augmentations
 from ..data.datasets import Sample
 from ..data.io import ImageReadError, file_sha256, read_image
 from ..detectors import Detector
-from .trainer import TrainContext, make_optimizer
+from .trainer import TrainContext, balance_weights, make_optimizer
 from .validation import KeepBest, ValidationAP, finish, format_row, validation_ap
 
 
@@ -66,8 +66,12 @@ def train_pixels(detector: Detector, train_samples: Sequence[Sample], val_sample
     epochs, batch_size, seed = config.epochs, config.batch_size, config.seed
     data = PixelDataset(train_samples, detector.backbone.preprocess, ctx.augment, seed, detector.view,
                         detector.backbone.preprocess_spec.output_size)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=config.workers,
-                                         collate_fn=collate, generator=torch.Generator().manual_seed(seed))
+    weights = balance_weights(train_samples, config.balance)
+    sampler = torch.utils.data.WeightedRandomSampler(weights, len(weights), generator=torch.Generator().manual_seed(seed)) \
+        if weights is not None else None
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+                                         num_workers=config.workers, collate_fn=collate,
+                                         generator=torch.Generator().manual_seed(seed))
     opt = make_optimizer(detector, config)
     if ctx.cache_key is not None:  # validation through the cached frozen part
         val_features, val_labels, _ = ctx.features(val_samples, "val")

@@ -30,7 +30,7 @@ from ..eval.metrics import score, tune_threshold
 from ..locks import exclusive
 from ..registry import DETECTORS, REPORTS, TRAINERS
 from .checkpoint import has_checkpoint
-from .trainer import TrainContext
+from .trainer import BALANCING_TRAINERS, TrainContext
 
 
 def split_validation(ds: ImageDataset, fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:
@@ -136,7 +136,11 @@ def train(config: dict[str, Any] | Recipe, progress_factory=None, echo: Callable
     if not recipe.data.train:
         raise ConfigError("data.train is required (a folder with 0_real/1_fake, or a CSV/JSONL manifest)")
     check_device(recipe.device)
-    trainer = TRAINERS.get(DETECTORS.get(recipe.detector).trainer)
+    trainer_name = DETECTORS.get(recipe.detector).trainer
+    if recipe.train.balance != "none" and trainer_name not in BALANCING_TRAINERS:
+        raise ConfigError(f"train.balance: the '{trainer_name}' trainer of '{recipe.detector}' does not read it "
+                          f"(only {', '.join(BALANCING_TRAINERS)} do); leave it at none")
+    trainer = TRAINERS.get(trainer_name)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out, "train"):  # a second run into the same folder fails at once

@@ -88,3 +88,25 @@ def make_optimizer(detector: Detector, config: TrainConfig, extra: Sequence[torc
     plus training-only parameters (a projection head) at the base rate."""
     groups = detector.param_groups(config.lr) + ([{"params": list(extra), "lr": config.lr}] if extra else [])
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+BALANCING_TRAINERS = ("features", "pixels")  # the trainers that read train.balance
+
+
+def epoch_order(n: int, weights: torch.Tensor | None, gen: torch.Generator) -> torch.Tensor:
+    """One epoch's sample order: a permutation, or ``n`` draws with replacement by ``weights``."""
+    if weights is None:
+        return torch.randperm(n, generator=gen)
+    return torch.multinomial(weights, n, replacement=True, generator=gen)
+
+
+def balance_weights(samples: Sequence[Sample], mode: str) -> torch.Tensor | None:
+    """Per-sample weights under which every group (``class``: label; ``subset_class``: subset and
+    label) is drawn equally often; None for ``none``."""
+    if mode == "none":
+        return None
+    keys = [(s.label,) if mode == "class" else (s.subset, s.label) for s in samples]
+    counts: dict[tuple, int] = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    return torch.tensor([1.0 / counts[k] for k in keys], dtype=torch.float64)
