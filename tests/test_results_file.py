@@ -206,3 +206,39 @@ def test_the_hostile_corpus_gets_one_clear_record_per_file(hostile_corpus, probe
     assert "skipped in folders: 1 hidden, 1 not images" in res.output and "Traceback" not in res.output
     again = runner.invoke(app, ["detect", str(root), "-d", str(probe), "-o", str(out)])
     assert again.exit_code == 0 and "0 scored now" in again.output
+
+
+def test_the_next_batch_is_read_while_this_one_is_scored(probe, tmp_path):
+    """aigi.scoring pipelines: the worker prepares batch k+1 while the model scores batch k, and the
+    records still come out in input order."""
+    import threading
+
+    from aigi.detectors.store import load_detector
+    from aigi.scoring import run_detect
+
+    files = []
+    for i in range(6):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((40, 40, 3), 30 * i, np.uint8)).save(files[-1])
+    det = load_detector(probe)
+    second_prepared = threading.Event()
+    overlapped = []
+    prepare, score = det.prepare_batch, det.score_batch
+
+    def watched_prepare(items, names=None):
+        out = prepare(items, names)
+        if str(files[2]) in items:  # the second batch
+            second_prepared.set()
+        return out
+
+    def watched_score(batch):
+        if str(files[0]) in batch.names:  # scoring the first batch: the second is being prepared meanwhile
+            overlapped.append(second_prepared.wait(timeout=30))
+        return score(batch)
+
+    det.prepare_batch, det.score_batch = watched_prepare, watched_score
+    preds = list(run_detect(det, files, batch_size=2))
+    assert overlapped == [True]
+    assert [p.path for p in preds] == [str(f) for f in files]
+    alone = load_detector(probe).predict([str(f) for f in files])
+    assert [p.prob_fake for p in preds] == pytest.approx([p.prob_fake for p in alone], abs=1e-6)

@@ -205,10 +205,10 @@ def run_detect(
         from .detectors.base import Detector
 
         det = detector if isinstance(detector, Detector) else detector()
+        det.eval()
         writer = ResultWriter(results) if results is not None else None
         try:
-            for start in range(0, len(todo), batch_size):
-                batch = det.predict([str(p) for p in todo[start : start + batch_size]], batch_size=batch_size)
+            for batch in _pipelined(det, [[str(p) for p in todo[s : s + batch_size]] for s in range(0, len(todo), batch_size)]):
                 if writer:
                     writer.write(p.as_record() for p in batch)
                 if progress:
@@ -217,4 +217,21 @@ def run_detect(
         finally:
             if writer:
                 writer.close()
+
+
+def _pipelined(det: Detector, chunks: list[list[str]]) -> Iterator[list[Prediction]]:
+    """Score ``chunks`` in order while a worker thread reads and pre-processes the next one:
+    decoding (Pillow) and the forward pass (torch) both release the GIL, so the two overlap
+    and the model rarely waits for a file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not chunks:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aigi-decode") as pool:
+        ahead = pool.submit(det.prepare_batch, chunks[0])
+        for k in range(len(chunks)):
+            prepared = ahead.result()
+            if k + 1 < len(chunks):
+                ahead = pool.submit(det.prepare_batch, chunks[k + 1])
+            yield det.score_batch(prepared)
 

@@ -14,8 +14,10 @@ from typing import Any, Sequence
 
 import torch
 
+from ..data.io import ImageReadError, read_image
 from ..errors import InputError
 from .base import CONFIG_FILE, Detector, Prediction
+from .inference import PreparedBatch, input_names
 from .store import load_detector_dir, resolve_detector
 
 MEMBERS_DIR = "members"
@@ -67,24 +69,35 @@ class EnsembleDetector(Detector):
         total = sum(self.weights)
         return sum(w * expert_probs[n] for n, w in zip(self.member_names, self.weights)) / total
 
+    def prepare_batch(self, items: list[Any], names: list[str] | None = None) -> PreparedBatch:
+        """Read each input once for all experts (each cuts its own view from the decoded image)."""
+        names = names or input_names(items)
+        images, rows, errors = [], [], {}
+        for i, item in enumerate(items):
+            try:
+                images.append(read_image(item))
+                rows.append(i)
+            except ImageReadError as exc:
+                errors[i] = exc.cause
+        return PreparedBatch(list(names), images, rows, errors)
+
     @torch.no_grad()
-    def predict(self, inputs, batch_size: int = 16, progress=None) -> list[Prediction]:
-        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        per_member = {name: det.predict(items, batch_size=batch_size) for name, det in self.members.items()}
-        results = []
-        for i in range(len(items)):
-            preds = {name: per_member[name][i] for name in self.member_names}
-            first = preds[self.member_names[0]]
-            if first.error is not None:
-                results.append(Prediction(first.path, None, None, first.error))
+    def score_batch(self, batch: PreparedBatch) -> list[Prediction]:
+        names = [batch.names[i] for i in batch.rows]
+        per_member = {name: det.predict(batch.pixels, batch_size=max(1, len(names)), names=names)
+                      for name, det in self.members.items()}
+        scored: dict[int, Prediction] = {}
+        for k, i in enumerate(batch.rows):
+            preds = {name: per_member[name][k] for name in self.member_names}
+            failed = next((p.error for p in preds.values() if p.error is not None), None)
+            if failed is not None:
+                scored[i] = Prediction(batch.names[i], None, None, failed)
                 continue
-            probs = {n: torch.tensor(p.prob_fake) for n, p in preds.items()}
-            p = float(self.vote(probs))
-            results.append(Prediction(first.path, p, self.verdict(p), None,
-                                      {f"p_{n}": float(preds[n].prob_fake) for n in self.member_names}))
-        if progress:
-            progress(len(items))
-        return results
+            p = float(self.vote({n: torch.tensor(pr.prob_fake) for n, pr in preds.items()}))
+            scored[i] = Prediction(batch.names[i], p, self.verdict(p), None,
+                                   {f"p_{n}": float(preds[n].prob_fake) for n in self.member_names})
+        return [scored.get(i) or Prediction(name, None, None, batch.errors.get(i, "not scored"))
+                for i, name in enumerate(batch.names)]
 
     def dataset_probabilities(self, evaluate_member) -> tuple[dict[int, float], list, dict[str, dict[int, float]]]:
         """Soft vote over each member's own (cached) evaluation: ``evaluate_member(det)``

@@ -15,6 +15,22 @@ from ..data.io import ImageReadError, read_image
 
 
 @dataclass
+class PreparedBatch:
+    """Inputs read and pre-processed, ready for the model: ``pixels`` holds every crop of every
+    readable input, ``rows[k]`` the input row k belongs to, ``errors`` input → why it was not."""
+
+    names: list[str]
+    pixels: Any
+    rows: list[int]
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+def input_names(items: list[Any]) -> list[str]:
+    """A path names its record; any other input is ``<input i>``."""
+    return [str(x) if isinstance(x, (str, Path)) else f"<input {i}>" for i, x in enumerate(items)]
+
+
+@dataclass
 class Prediction:
     """One image's result. ``error`` is set (and the score left empty) when the
     image could not be read: a batch never stops for one bad file."""
@@ -56,47 +72,62 @@ class Inference:
         return "fake" if prob >= self.threshold else "real"
 
     @torch.no_grad()
-    def predict(self, inputs: Iterable[Any] | Any, batch_size: int = 16, progress=None) -> list[Prediction]:
-        """Score paths, PIL images, numpy arrays or bytes. An input that cannot be read or
-        prepared gets an error record, and a batch that fails as a whole (out of memory) is
-        scored image by image: one image never takes its batch with it."""
+    def predict(self, inputs: Iterable[Any] | Any, batch_size: int = 16, progress=None,
+                names: list[str] | None = None) -> list[Prediction]:
+        """Score paths, PIL images, numpy arrays or bytes (``names`` label the records of inputs
+        that are not paths). An input that cannot be read or prepared gets an error record, and a
+        batch that fails as a whole (out of memory) is scored image by image: one image never
+        takes its batch with it."""
         items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        self.eval()
-        names = [str(x) if isinstance(x, (str, Path)) else f"<input {i}>" for i, x in enumerate(items)]
-        results: list[Prediction | None] = [None] * len(items)
+        names = names or input_names(items)
+        results: list[Prediction] = []
         for start in range(0, len(items), batch_size):
-            idx, images = [], []
-            for i in range(start, min(start + batch_size, len(items))):
-                try:
-                    images.append(read_image(items[i]))
-                    idx.append(i)
-                except ImageReadError as exc:
-                    results[i] = Prediction(names[i], None, None, exc.cause)
-            for i, p in zip(idx, self._view_probabilities(images)):
-                results[i] = Prediction(names[i], None, None, p) if isinstance(p, str) else \
-                    Prediction(names[i], p, self.verdict(p))
+            stop = min(start + batch_size, len(items))
+            results.extend(self.score_batch(self.prepare_batch(items[start:stop], names[start:stop])))
             if progress:
-                progress(min(batch_size, len(items) - start))
-        return results  # type: ignore[return-value]
+                progress(stop - start)
+        return results
 
-    def _view_probabilities(self, images: list) -> list[float | str]:
-        """P(fake) per image through the detector's view (the mean logit of its crops), or why
-        the image could not be scored."""
-        view = self.view
-        size = self.backbone.preprocess_spec.output_size
-        crops = [c for image in images for c in view.apply(image, size)]
+    def prepare_batch(self, items: list[Any], names: list[str] | None = None) -> PreparedBatch:
+        """The CPU half of scoring, without the model: read each input, cut the detector's view
+        and pre-process the crops. It touches no module state, so a worker thread can prepare the
+        next batch while the model scores this one (:mod:`aigi.scoring`)."""
+        names = names or input_names(items)
+        spec = self.backbone.preprocess_spec
+        errors: dict[int, str] = {}
+        crops, owner = [], []
+        for i, item in enumerate(items):
+            try:
+                image = read_image(item)
+            except ImageReadError as exc:
+                errors[i] = exc.cause
+                continue
+            for crop in self.view.apply(image, spec.output_size):
+                crops.append(crop)
+                owner.append(i)
         pixels, kept, failed = self.backbone.prepare(crops)
-        rows: list[float | str] = ["" for _ in crops]
         for j, cause in failed.items():
-            rows[j] = cause
-        for j, logit in zip(kept, self._logits(pixels)):
-            rows[j] = logit
-        out: list[float | str] = []
-        for start in range(0, len(rows), view.crops):
-            group = rows[start : start + view.crops]
-            failures = [r for r in group if isinstance(r, str)]
-            out.append(failures[0] if failures else
-                       float(self.to_probability(torch.tensor([sum(group) / len(group)]))[0]))  # type: ignore[arg-type]
+            errors.setdefault(owner[j], cause)
+        return PreparedBatch(list(names), pixels, [owner[j] for j in kept], errors)
+
+    @torch.no_grad()
+    def score_batch(self, batch: PreparedBatch) -> list[Prediction]:
+        """The model half: one forward pass over the prepared crops; an image's logit is the
+        mean of its crops', calibrated into P(fake)."""
+        self.eval()
+        per_image: dict[int, list[float | str]] = {}
+        for i, logit in zip(batch.rows, self._logits(batch.pixels)):
+            per_image.setdefault(i, []).append(logit)
+        out = []
+        for i, name in enumerate(batch.names):
+            logits = per_image.get(i, [])
+            failures = [x for x in logits if isinstance(x, str)]
+            cause = batch.errors.get(i) or (failures[0] if failures else None) or (None if logits else "not scored")
+            if cause:
+                out.append(Prediction(name, None, None, cause))
+                continue
+            p = float(self.to_probability(torch.tensor([sum(logits) / len(logits)]))[0])  # type: ignore[arg-type]
+            out.append(Prediction(name, p, self.verdict(p)))
         return out
 
     def _logits(self, pixels: torch.Tensor) -> list[float | str]:
