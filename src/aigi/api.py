@@ -26,12 +26,12 @@ __all__ = ["load_detector", "pretrained_detectors", "resolve_detector", "detecto
 ProgressFactory = Callable[[int, str], Any]  # (total, description) → object with update(n) and close()
 
 
-def load_detector(name_or_path: str | Path | None = None, device: str = "cpu") -> Detector:
+def load_detector(name_or_path: str | Path | None = None, device: str = "cpu", precision: str = "fp32") -> Detector:
     """Load a detector ready for ``predict``: a shipped name, a saved detector folder or a run
-    folder; with no argument, the default one."""
+    folder; with no argument, the default one. ``precision``: fp32, bf16 or int8."""
     from .detectors.store import load_detector as load
 
-    return load(name_or_path, device=device)
+    return load(name_or_path, device=device, precision=precision)
 
 
 def resolve_detector(name_or_path: str | Path | None = None) -> Path:
@@ -48,10 +48,16 @@ def pretrained_detectors() -> dict[str, Path]:
     return shipped()
 
 
-def _detector(detector: Detector | str | Path | None, device: str = "cpu") -> Detector:
+def _detector(detector: Detector | str | Path | None, device: str = "cpu", precision: str = "fp32") -> Detector:
     from .detectors import Detector
 
-    return detector if isinstance(detector, Detector) else load_detector(detector, device=device)
+    if isinstance(detector, Detector):
+        if precision != detector.precision:
+            from .detectors.precision import set_precision
+
+            set_precision(detector, precision)
+        return detector
+    return load_detector(detector, device=device, precision=precision)
 
 
 def _recipe(config: str | Path | dict, overrides: Sequence[str]) -> dict:
@@ -90,16 +96,19 @@ def find_images(paths: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str
 def detect(paths: Sequence[str | Path], detector: Detector | str | Path | None = None, out: str | Path | None = None,
            batch_size: int = 16, retry_errors: bool = False, device: str = "cpu",
            progress: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None,
-           ) -> Iterator[Prediction]:
+           precision: str = "fp32") -> Iterator[Prediction]:
     """Score image files, yielding a prediction per file. With ``out`` (.jsonl / .csv) every
     batch is appended as it comes, a rerun skips what is already there (the detector is not
     even loaded when nothing is left), and the file keeps one record per image
-    (:mod:`aigi.scoring`)."""
+    (:mod:`aigi.scoring`); a precision other than fp32 is named in every record."""
+    from .detectors.precision import PRECISIONS
     from .devices import check_device
     from .scoring import run_detect
 
     check_device(device)  # the batch size is checked where it is used (scoring.run_detect)
-    yield from run_detect(lambda: _detector(detector, device), [Path(p) for p in paths],
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision '{precision}' (valid: {', '.join(PRECISIONS)})")
+    yield from run_detect(lambda: _detector(detector, device, precision), [Path(p) for p in paths],
                           out=Path(out) if out else None, batch_size=batch_size, retry_errors=retry_errors,
                           progress=progress, log=log)
 
@@ -153,13 +162,15 @@ def describe(config: str | Path | dict, overrides: Sequence[str] = ()) -> dict:
 def evaluate(detector: Detector | str | Path | None, data: str | Path, out: str | Path | None = None,
              subset_depth: int = 1, use_cache: bool = True, suite: str = "folder",
              limit_per_class: int | None = None, bootstrap: int = 0, batch_size: int = 32,
-             cache_dir: str | Path | None = None, device: str = "cpu", progress: Callable[[int], None] | None = None):
-    """Score a detector on labelled data (any suite layout); writes JSON/CSV when ``out`` is given."""
+             cache_dir: str | Path | None = None, device: str = "cpu", progress: Callable[[int], None] | None = None,
+             precision: str = "fp32"):
+    """Score a detector on labelled data (any suite layout); writes JSON/CSV when ``out`` is given.
+    A ``precision`` other than fp32 scores from pixels: the feature cache holds fp32 features."""
     from .eval.runner import evaluate as run_eval
     from .eval.runner import write_outputs
 
-    det = _detector(detector, device)
-    result = run_eval(det, _dataset(data, suite, subset_depth, limit_per_class), use_cache=use_cache,
+    det = _detector(detector, device, precision)
+    result = run_eval(det, _dataset(data, suite, subset_depth, limit_per_class), use_cache=use_cache and precision == "fp32",
                       batch_size=batch_size, progress=progress, bootstrap=bootstrap, cache_root=cache_dir)
     if out is not None:
         write_outputs(result, det, str(data), Path(out))
@@ -192,10 +203,12 @@ def detector_labels(detectors: Sequence[str | Path | None]) -> list[str]:
 def compare(detectors: Sequence[str | Path | None], data: str | Path, out: str | Path | None = None,
             suite: str = "folder", subset_depth: int = 1, limit_per_class: int | None = None, bootstrap: int = 1000,
             batch_size: int = 32, use_cache: bool = True, cache_dir: str | Path | None = None, device: str = "cpu",
-            progress_factory: ProgressFactory | None = None, on_result: Callable[[str, Any], None] | None = None) -> Comparison:
+            progress_factory: ProgressFactory | None = None, on_result: Callable[[str, Any], None] | None = None,
+            precision: str = "fp32") -> Comparison:
     """Evaluate several detectors (an ensemble: each expert beside the vote) and write one HTML
     report with ROC curves, per-subset bars and score histograms. ``out`` defaults to
-    ``runs/eval/<labels>__<data>``."""
+    ``runs/eval/<labels>__<data>``. A ``precision`` other than fp32 scores from pixels (the
+    feature cache holds fp32 features)."""
     from .eval.report import write_report
     from .eval.runner import evaluate as run_eval
     from .eval.runner import write_outputs
@@ -206,9 +219,10 @@ def compare(detectors: Sequence[str | Path | None], data: str | Path, out: str |
     target = Path(out) if out else Path("runs/eval") / f"{'+'.join(labels)}__{Path(data).name}"
     comparison, evals, scores = Comparison(folder=target), {}, {}
     for name, label in zip(names, labels):
-        det = load_detector(name, device=device)
+        det = load_detector(name, device=device, precision=precision)
         bar = progress_factory(len(ds), f"eval {label}") if progress_factory else None
-        result = run_eval(det, ds, use_cache=use_cache, batch_size=batch_size, progress=bar.update if bar else None,
+        result = run_eval(det, ds, use_cache=use_cache and precision == "fp32", batch_size=batch_size,
+                          progress=bar.update if bar else None,
                           bootstrap=bootstrap, cache_root=cache_dir)
         if bar:
             bar.close()

@@ -29,6 +29,7 @@ app.add_typer(detectors_app, name="detectors")
 app.add_typer(datasets_app, name="datasets")
 
 SUITE_HELP = "Layout reader (aigi datasets suites lists them)."
+PRECISION_HELP = "fp32 | bf16 (autocast) | int8 (dynamic quantisation of the tower); see benchmarks/throughput.py."
 _state = {"debug": False}
 
 
@@ -82,11 +83,12 @@ def _bar(total: int, desc: str):
 @app.command()
 def detect(
     paths: List[str] = typer.Argument(..., help="Files, folders (searched recursively) or glob patterns."),
-    detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Shipped name, detector folder or run folder (default: univfd-cifake)."),
+    detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Shipped name, detector folder or run folder (default: the shipped default)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to this .jsonl or .csv; re-running resumes."),
     batch_size: int = typer.Option(16, min=1, help="Images per forward pass."),
     retry_errors: bool = typer.Option(False, help="On resume, score again files that failed before."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps ..."),
+    precision: str = typer.Option("fp32", help=PRECISION_HELP),
 ) -> None:
     """Score images: P(fake) and a verdict per file."""
     with _errors():
@@ -99,7 +101,8 @@ def detect(
         bar = _bar(len(files), "detect")
         counts = {"fake": 0, "real": 0, "error": 0}
         for pred in api.detect(files, detector, out=out, batch_size=batch_size, retry_errors=retry_errors,
-                               device=device, progress=bar.update, log=lambda m: bar.write(f"note: {m}", file=sys.stderr)):
+                               device=device, progress=bar.update, log=lambda m: bar.write(f"note: {m}", file=sys.stderr),
+                               precision=precision):
             counts[pred.verdict or "error"] += 1
             if out is None:
                 if pred.error:
@@ -165,6 +168,7 @@ def evaluate(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache root (default: $AIGI_FEATURE_CACHE or ~/.cache/aigi/features)."),
     device: str = typer.Option("cpu"),
+    precision: str = typer.Option("fp32", help=PRECISION_HELP),
 ) -> None:
     """Evaluate detectors: AP, AUC, EER, TPR@FPR, accuracies, ECE, CIs; per subset and overall; HTML report."""
     from .eval.runner import format_table
@@ -185,7 +189,7 @@ def evaluate(
         comparison = api.compare(names, data, out, suite=suite, subset_depth=subset_depth,
                                  limit_per_class=limit_per_class, bootstrap=bootstrap, batch_size=batch_size,
                                  use_cache=not no_cache, cache_dir=cache_dir, device=device, progress_factory=_bar,
-                                 on_result=show)
+                                 on_result=show, precision=precision)
         for label, threshold in comparison.thresholds.items():
             typer.echo(f"threshold@val = {threshold:.4f}" + (f" ({label})" if len(names) > 1 else ""), err=True)
         typer.echo(f"written to {comparison.folder} (report: {comparison.files['html']})", err=True)

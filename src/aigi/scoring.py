@@ -210,7 +210,8 @@ def run_detect(
         try:
             for batch in _pipelined(det, [[str(p) for p in todo[s : s + batch_size]] for s in range(0, len(todo), batch_size)]):
                 if writer:
-                    writer.write(p.as_record() for p in batch)
+                    tag = {"precision": det.precision} if det.precision != "fp32" else {}
+                    writer.write({**p.as_record(), **tag} for p in batch)
                 if progress:
                     progress(len(batch))
                 yield from batch

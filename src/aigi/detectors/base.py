@@ -46,6 +46,7 @@ class Detector(Inference, Persistence, nn.Module):
         self.calibration: dict[str, Any] | None = None  # temperature / Platt map fitted on validation
         self.metadata: dict[str, Any] = {}
         self.view = View()  # which pixels the tower sees (a recipe's ``view``; saved with the detector)
+        self.precision = "fp32"  # inference precision (:mod:`aigi.detectors.precision`); not saved
         object.__setattr__(self, "_backbone", None)  # not a submodule: its weights are never saved
 
     # ---- backbone -----------------------------------------------------------------
@@ -66,6 +67,10 @@ class Detector(Inference, Persistence, nn.Module):
         if next(self._backbone.parameters()).device != self.device:
             self._backbone.to(self.device)
         return self._backbone
+
+    def experts(self) -> list["Detector"]:
+        """The detectors that compute: itself (an ensemble: its members)."""
+        return [self]
 
     def attach_backbone(self, backbone: VisionBackbone) -> None:
         """Reuse an already loaded backbone (it must match the spec); a detector that

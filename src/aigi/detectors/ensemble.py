@@ -69,6 +69,9 @@ class EnsembleDetector(Detector):
         total = sum(self.weights)
         return sum(w * expert_probs[n] for n, w in zip(self.member_names, self.weights)) / total
 
+    def experts(self) -> list[Detector]:
+        return list(self.members.values())
+
     def prepare_batch(self, items: list[Any], names: list[str] | None = None) -> PreparedBatch:
         """Read each input once for all experts (each cuts its own view from the decoded image)."""
         names = names or input_names(items)

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 import torch
 
 from ..data.io import ImageReadError, read_image
+from .precision import autocast
 
 
 @dataclass
@@ -135,7 +136,8 @@ class Inference:
         if not len(pixels):
             return []
         try:
-            return self(pixels.to(self.device)).float().cpu().tolist()
+            with autocast(self.precision, self.device):
+                return self(pixels.to(self.device)).float().cpu().tolist()
         except (MemoryError, torch.OutOfMemoryError) as exc:
             if len(pixels) == 1:
                 return [f"out of memory while scoring ({type(exc).__name__})"]

@@ -40,9 +40,17 @@ def load_detector_dir(folder: str | Path, device: str | torch.device = "cpu") ->
     return det.to(device).eval()
 
 
-def load_detector(name_or_path: str | Path | None = None, device: str | torch.device = "cpu") -> Detector:
-    """Load a detector ready for ``predict``; with no argument, the default one."""
+def load_detector(name_or_path: str | Path | None = None, device: str | torch.device = "cpu",
+                  precision: str = "fp32") -> Detector:
+    """Load a detector ready for ``predict``; with no argument, the default one. ``precision``:
+    fp32, bf16 or int8 (:mod:`aigi.detectors.precision`)."""
     from ..devices import check_device
+    from .precision import PRECISIONS, set_precision
 
     check_device(str(device))
-    return load_detector_dir(resolve_detector(name_or_path), device=device)
+    if precision not in PRECISIONS:  # before anything loads
+        raise InputError(f"unknown precision '{precision}' (valid: {', '.join(PRECISIONS)})")
+    det = load_detector_dir(resolve_detector(name_or_path), device=device)
+    if precision != "fp32":
+        set_precision(det, precision)
+    return det

@@ -1,0 +1,73 @@
+"""Inference precision: ``fp32`` (the reference), ``bf16`` (the forward pass under autocast) and
+``int8`` (dynamic quantisation of the tower's Linear layers: int8 weights, activations
+quantised per batch).
+
+Which one is fastest depends on the CPU: bf16 pays off with native bf16 units (AVX512-BF16,
+AMX) and is emulated, slower than fp32, elsewhere; int8 uses the VNNI dot products where they
+exist and AVX2 otherwise. Scores move a little with either: ``benchmarks/throughput.py``
+measures the speed and the AUC of each on the same images, so that speed is never bought
+with accuracy silently. Training always runs in fp32 (or ``train.precision``).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from typing import TYPE_CHECKING, ContextManager
+
+from ..errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where it is used: `aigi detect` checks its flags before loading it
+    import torch
+
+    from .base import Detector
+
+PRECISIONS = ("fp32", "bf16", "int8")
+log = logging.getLogger("aigi.precision")
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (otherwise autocast emulates it, slowly)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast(precision: str, device: "torch.device") -> ContextManager:
+    if precision == "bf16":
+        import torch
+
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def set_precision(detector: "Detector", precision: str) -> None:
+    """Switch a loaded detector's inference precision (int8 cannot be undone: load it again)."""
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision '{precision}' (valid: {', '.join(PRECISIONS)})")
+    for member in detector.experts():
+        _apply(member, precision)
+    detector.precision = precision
+
+
+def _apply(detector: "Detector", precision: str) -> None:
+    if precision == "bf16" and detector.device.type == "cpu" and not native_bf16():
+        log.warning("this CPU has no native bf16: autocast emulates it, slower than fp32 here")
+    if precision != "int8" or detector.precision == "int8":
+        detector.precision = precision
+        return
+    if detector.device.type != "cpu":
+        raise InputError("int8 is for CPUs (dynamic quantisation); on a GPU use bf16")
+    if detector.embeds_backbone:
+        raise InputError(f"int8 needs a frozen tower; '{detector.name}' adapts its own (merge and export it, or use bf16)")
+    import torch
+
+    with warnings.catch_warnings():  # torch.ao.quantization warns that it is moving to torchao
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+
+        quantize_dynamic(detector.backbone, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    detector.precision = precision
