@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ..errors import DetectorNotFound
+from ..errors import DetectorNotFound, InputError
 from ..registry import DETECTORS
 from .base import Detector
 from .folders import (
