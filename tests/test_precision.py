@@ -61,3 +61,10 @@ def test_eval_at_reduced_precision_scores_from_pixels(probe, tiny_data):
     got = aigi.evaluate(probe, tiny_data / "test", precision="bf16")
     assert abs(ref.rows["all"]["auc"] - got.rows["all"]["auc"]) < 0.05
     assert not torch.is_autocast_enabled("cpu")  # nothing leaks out of the scoring call
+
+
+def test_load_detector_refuses_an_unknown_precision(probe):
+    from aigi.errors import InputError
+
+    with pytest.raises(InputError, match="unknown precision 'fp16'"):
+        aigi.load_detector(probe, precision="fp16")
