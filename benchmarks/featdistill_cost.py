@@ -28,8 +28,8 @@ CASES = [  # (label, tune, tuned_blocks, distill, stage)
 def one(index: int, backbone: str, batch: int, steps: int) -> dict:
     import torch
 
-    from aigi.methods.featdistill.model import FeatDistillExpert
     from aigi.methods.featdistill.distillation import DISTILLATIONS
+    from aigi.methods.featdistill.model import FeatDistillExpert
 
     label, tune, blocks, distill, stage = CASES[index]
     torch.manual_seed(0)

@@ -26,12 +26,14 @@ __all__ = ["load_detector", "pretrained_detectors", "resolve_detector", "detecto
 ProgressFactory = Callable[[int, str], Any]  # (total, description) → object with update(n) and close()
 
 
-def load_detector(name_or_path: str | Path | None = None, device: str = "cpu", precision: str = "fp32") -> Detector:
+def load_detector(name_or_path: str | Path | None = None, device: str = "cpu", precision: str = "fp32",
+                  runtime: str = "torch") -> Detector:
     """Load a detector ready for ``predict``: a shipped name, a saved detector folder or a run
-    folder; with no argument, the default one. ``precision``: fp32, bf16 or int8."""
+    folder; with no argument, the default one. ``precision``: fp32, bf16 or int8; ``runtime``:
+    torch, or onnxruntime for a folder ``aigi export --format onnx`` wrote."""
     from .detectors.store import load_detector as load
 
-    return load(name_or_path, device=device, precision=precision)
+    return load(name_or_path, device=device, precision=precision, runtime=runtime)
 
 
 def resolve_detector(name_or_path: str | Path | None = None) -> Path:
@@ -48,7 +50,8 @@ def pretrained_detectors() -> dict[str, Path]:
     return shipped()
 
 
-def _detector(detector: Detector | str | Path | None, device: str = "cpu", precision: str = "fp32") -> Detector:
+def _detector(detector: Detector | str | Path | None, device: str = "cpu", precision: str = "fp32",
+              runtime: str = "torch") -> Detector:
     from .detectors import Detector
 
     if isinstance(detector, Detector):
@@ -57,7 +60,7 @@ def _detector(detector: Detector | str | Path | None, device: str = "cpu", preci
 
             set_precision(detector, precision)
         return detector
-    return load_detector(detector, device=device, precision=precision)
+    return load_detector(detector, device=device, precision=precision, runtime=runtime)
 
 
 def _recipe(config: str | Path | dict, overrides: Sequence[str]) -> dict:
@@ -96,19 +99,18 @@ def find_images(paths: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str
 def detect(paths: Sequence[str | Path], detector: Detector | str | Path | None = None, out: str | Path | None = None,
            batch_size: int = 16, retry_errors: bool = False, device: str = "cpu",
            progress: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None,
-           precision: str = "fp32") -> Iterator[Prediction]:
+           precision: str = "fp32", runtime: str = "torch") -> Iterator[Prediction]:
     """Score image files, yielding a prediction per file. With ``out`` (.jsonl / .csv) every
     batch is appended as it comes, a rerun skips what is already there (the detector is not
     even loaded when nothing is left), and the file keeps one record per image
-    (:mod:`aigi.scoring`); a precision other than fp32 is named in every record."""
-    from .detectors.precision import PRECISIONS
+    (:mod:`aigi.scoring`); a precision or runtime other than the default is named in every record."""
+    from .detectors.precision import check_choice
     from .devices import check_device
     from .scoring import run_detect
 
     check_device(device)  # the batch size is checked where it is used (scoring.run_detect)
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision '{precision}' (valid: {', '.join(PRECISIONS)})")
-    yield from run_detect(lambda: _detector(detector, device, precision), [Path(p) for p in paths],
+    check_choice(precision, runtime)
+    yield from run_detect(lambda: _detector(detector, device, precision, runtime), [Path(p) for p in paths],
                           out=Path(out) if out else None, batch_size=batch_size, retry_errors=retry_errors,
                           progress=progress, log=log)
 
@@ -163,14 +165,16 @@ def evaluate(detector: Detector | str | Path | None, data: str | Path, out: str 
              subset_depth: int = 1, use_cache: bool = True, suite: str = "folder",
              limit_per_class: int | None = None, bootstrap: int = 0, batch_size: int = 32,
              cache_dir: str | Path | None = None, device: str = "cpu", progress: Callable[[int], None] | None = None,
-             precision: str = "fp32"):
+             precision: str = "fp32", runtime: str = "torch"):
     """Score a detector on labelled data (any suite layout); writes JSON/CSV when ``out`` is given.
-    A ``precision`` other than fp32 scores from pixels: the feature cache holds fp32 features."""
+    A ``precision`` other than fp32, or another ``runtime``, scores from pixels: the feature cache
+    holds the torch modules' fp32 features."""
     from .eval.runner import evaluate as run_eval
     from .eval.runner import write_outputs
 
-    det = _detector(detector, device, precision)
-    result = run_eval(det, _dataset(data, suite, subset_depth, limit_per_class), use_cache=use_cache and precision == "fp32",
+    det = _detector(detector, device, precision, runtime)
+    cached = use_cache and precision == "fp32" and runtime == "torch"
+    result = run_eval(det, _dataset(data, suite, subset_depth, limit_per_class), use_cache=cached,
                       batch_size=batch_size, progress=progress, bootstrap=bootstrap, cache_root=cache_dir)
     if out is not None:
         write_outputs(result, det, str(data), Path(out))
@@ -204,7 +208,7 @@ def compare(detectors: Sequence[str | Path | None], data: str | Path, out: str |
             suite: str = "folder", subset_depth: int = 1, limit_per_class: int | None = None, bootstrap: int = 1000,
             batch_size: int = 32, use_cache: bool = True, cache_dir: str | Path | None = None, device: str = "cpu",
             progress_factory: ProgressFactory | None = None, on_result: Callable[[str, Any], None] | None = None,
-            precision: str = "fp32") -> Comparison:
+            precision: str = "fp32", runtime: str = "torch") -> Comparison:
     """Evaluate several detectors (an ensemble: each expert beside the vote) and write one HTML
     report with ROC curves, per-subset bars and score histograms. ``out`` defaults to
     ``runs/eval/<labels>__<data>``. A ``precision`` other than fp32 scores from pixels (the
@@ -219,9 +223,9 @@ def compare(detectors: Sequence[str | Path | None], data: str | Path, out: str |
     target = Path(out) if out else Path("runs/eval") / f"{'+'.join(labels)}__{Path(data).name}"
     comparison, evals, scores = Comparison(folder=target), {}, {}
     for name, label in zip(names, labels):
-        det = load_detector(name, device=device, precision=precision)
+        det = load_detector(name, device=device, precision=precision, runtime=runtime)
         bar = progress_factory(len(ds), f"eval {label}") if progress_factory else None
-        result = run_eval(det, ds, use_cache=use_cache and precision == "fp32", batch_size=batch_size,
+        result = run_eval(det, ds, use_cache=use_cache and precision == "fp32" and runtime == "torch", batch_size=batch_size,
                           progress=bar.update if bar else None,
                           bootstrap=bootstrap, cache_root=cache_dir)
         if bar:
@@ -377,13 +381,24 @@ def calibrate(name_or_path: str | Path, data: str | Path, method: str = "tempera
             "ece_after": expected_calibration_error(labels.tolist(), probs.tolist()), "saved": str(out or folder)}
 
 
-def export(name_or_path: str | Path, out: str | Path, merge_shared: bool = False) -> Path:
+def export(name_or_path: str | Path, out: str | Path, merge_shared: bool = False, format: str = "safetensors",
+           int8: bool = False) -> Path:
     """Copy a trained detector to a folder, optionally in its inference form
     (MoLE: shared LoRA experts folded into dense bypass matrices; FeatDistill LoRA
-    experts: bypasses folded into their layers)."""
+    experts: bypasses folded into their layers). ``format="onnx"`` also writes one graph
+    (tower + head, calibration folded in; ``int8``: dynamically quantised) that
+    ``runtime="onnxruntime"`` scores with."""
+    if format not in ("safetensors", "onnx"):
+        raise InputError(f"unknown export format '{format}' (valid: safetensors, onnx)")
+    if int8 and format != "onnx":
+        raise InputError("--int8 quantises the ONNX graph: use it with --format onnx")
     det = load_detector(name_or_path)
     if merge_shared:
         det.merge_for_inference()
+    if format == "onnx":
+        from .runtimes.onnx import export_onnx
+
+        return export_onnx(det, Path(out), int8=int8)
     return det.save(out)
 
 

@@ -30,6 +30,7 @@ app.add_typer(datasets_app, name="datasets")
 
 SUITE_HELP = "Layout reader (aigi datasets suites lists them)."
 PRECISION_HELP = "fp32 | bf16 (autocast) | int8 (dynamic quantisation of the tower); see benchmarks/throughput.py."
+RUNTIME_HELP = "torch | onnxruntime (the graph `aigi export --format onnx` wrote; pip install \"aigi[onnx]\")."
 _state = {"debug": False}
 
 
@@ -89,6 +90,7 @@ def detect(
     retry_errors: bool = typer.Option(False, help="On resume, score again files that failed before."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps ..."),
     precision: str = typer.Option("fp32", help=PRECISION_HELP),
+    runtime: str = typer.Option("torch", help=RUNTIME_HELP),
 ) -> None:
     """Score images: P(fake) and a verdict per file."""
     with _errors():
@@ -102,7 +104,7 @@ def detect(
         counts = {"fake": 0, "real": 0, "error": 0}
         for pred in api.detect(files, detector, out=out, batch_size=batch_size, retry_errors=retry_errors,
                                device=device, progress=bar.update, log=lambda m: bar.write(f"note: {m}", file=sys.stderr),
-                               precision=precision):
+                               precision=precision, runtime=runtime):
             counts[pred.verdict or "error"] += 1
             if out is None:
                 if pred.error:
@@ -169,6 +171,7 @@ def evaluate(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache root (default: $AIGI_FEATURE_CACHE or ~/.cache/aigi/features)."),
     device: str = typer.Option("cpu"),
     precision: str = typer.Option("fp32", help=PRECISION_HELP),
+    runtime: str = typer.Option("torch", help=RUNTIME_HELP),
 ) -> None:
     """Evaluate detectors: AP, AUC, EER, TPR@FPR, accuracies, ECE, CIs; per subset and overall; HTML report."""
     from .eval.runner import format_table
@@ -189,7 +192,7 @@ def evaluate(
         comparison = api.compare(names, data, out, suite=suite, subset_depth=subset_depth,
                                  limit_per_class=limit_per_class, bootstrap=bootstrap, batch_size=batch_size,
                                  use_cache=not no_cache, cache_dir=cache_dir, device=device, progress_factory=_bar,
-                                 on_result=show, precision=precision)
+                                 on_result=show, precision=precision, runtime=runtime)
         for label, threshold in comparison.thresholds.items():
             typer.echo(f"threshold@val = {threshold:.4f}" + (f" ({label})" if len(names) > 1 else ""), err=True)
         typer.echo(f"written to {comparison.folder} (report: {comparison.files['html']})", err=True)
@@ -293,10 +296,13 @@ def export(
     merge_shared: bool = typer.Option(False, "--merge", "--merge-shared",
                                       help="Inference form: MoLE folds its shared LoRA experts into dense bypass "
                                            "weights, a FeatDistill LoRA expert folds its bypasses into its layers."),
+    format: str = typer.Option("safetensors", "--format", help="safetensors, or onnx: also one graph (tower + head) "
+                               "for --runtime onnxruntime."),
+    int8: bool = typer.Option(False, "--int8", help="With --format onnx: quantise the graph's weights to int8."),
 ) -> None:
-    """Write a detector for deployment (safetensors + JSON config)."""
+    """Write a detector for deployment (safetensors + JSON config; --format onnx adds one graph)."""
     with _errors():
-        typer.echo(str(api.export(detector, out, merge_shared=merge_shared)))
+        typer.echo(str(api.export(detector, out, merge_shared=merge_shared, format=format, int8=int8)))
 
 
 @app.command()

@@ -85,3 +85,8 @@ TRAINERS.register("dgs", "aigi.methods.dgs.trainer:train_dgs")
 
 REPORTS.register("ltd", "aigi.methods.ltd.report:write_report")
 REPORTS.register("mole", "aigi.methods.mole.report:write_report")
+
+# What computes a loaded detector's logits (aigi.runtimes): name → fn(detector, folder, config) or None
+RUNTIMES: Registry[Any] = Registry("runtime")
+RUNTIMES.register("torch", "aigi.runtimes.torch_modules:attach")
+RUNTIMES.register("onnxruntime", "aigi.runtimes.onnx:attach")

@@ -211,6 +211,8 @@ def run_detect(
             for batch in _pipelined(det, [[str(p) for p in todo[s : s + batch_size]] for s in range(0, len(todo), batch_size)]):
                 if writer:
                     tag = {"precision": det.precision} if det.precision != "fp32" else {}
+                    if det.runner is not None:
+                        tag["runtime"] = det.runner.name
                     writer.write({**p.as_record(), **tag} for p in batch)
                 if progress:
                     progress(len(batch))

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .preprocess import PreprocessSpec, normalise, preprocess, preprocess_one
+from .preprocess import PreprocessSpec, prepare, preprocess
 
 
 @dataclass
@@ -103,20 +103,8 @@ class VisionBackbone(nn.Module):
         return preprocess(images, self.preprocess_spec)
 
     def prepare(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, list[int], dict[int, str]]:
-        """Like :meth:`preprocess`, but one image that cannot be prepared (out of memory, a
-        mode Pillow cannot resample) is left out instead of failing the batch: returns the
-        pixels of the others, their indices, and index → one-line cause for the rest."""
-        done, kept, failed = [], [], {}
-        for i, image in enumerate(images):
-            try:
-                done.append(preprocess_one(image, self.preprocess_spec))
-                kept.append(i)
-            except (MemoryError, OSError, ValueError) as exc:
-                kind = "out of memory" if isinstance(exc, MemoryError) else "cannot resize"
-                failed[i] = f"{kind} while preparing the image ({' '.join(str(exc).split()) or type(exc).__name__})"
-        size = self.preprocess_spec.output_size
-        pixels = normalise(torch.stack(done), self.preprocess_spec) if done else torch.empty(0, 3, size, size)
-        return pixels, kept, failed
+        """:func:`aigi.backbones.preprocess.prepare` with this tower's spec."""
+        return prepare(images, self.preprocess_spec)
 
     def _resolve_layers(self, layers: LayerSpec) -> tuple[int, ...]:
         if layers is None:

@@ -132,3 +132,19 @@ def preprocess(images: Sequence[Image.Image], spec: PreprocessSpec) -> torch.Ten
     if len(images) == 0:
         return torch.empty(0, 3, spec.output_size, spec.output_size)
     return normalise(torch.stack([preprocess_one(image, spec) for image in images]), spec)
+
+
+def prepare(images: Sequence[Image.Image], spec: PreprocessSpec) -> tuple[torch.Tensor, list[int], dict[int, str]]:
+    """Like :func:`preprocess`, but one image that cannot be prepared (out of memory, a mode
+    Pillow cannot resample) is left out instead of failing the batch: returns the pixels of the
+    others, their indices, and index → one-line cause for the rest."""
+    done, kept, failed = [], [], {}
+    for i, image in enumerate(images):
+        try:
+            done.append(preprocess_one(image, spec))
+            kept.append(i)
+        except (MemoryError, OSError, ValueError) as exc:
+            kind = "out of memory" if isinstance(exc, MemoryError) else "cannot resize"
+            failed[i] = f"{kind} while preparing the image ({' '.join(str(exc).split()) or type(exc).__name__})"
+    pixels = normalise(torch.stack(done), spec) if done else torch.empty(0, 3, spec.output_size, spec.output_size)
+    return pixels, kept, failed

@@ -47,6 +47,7 @@ class Detector(Inference, Persistence, nn.Module):
         self.metadata: dict[str, Any] = {}
         self.view = View()  # which pixels the tower sees (a recipe's ``view``; saved with the detector)
         self.precision = "fp32"  # inference precision (:mod:`aigi.detectors.precision`); not saved
+        self.runner: Any = None  # an exported graph that computes the logits instead (:mod:`aigi.runtimes`)
         object.__setattr__(self, "_backbone", None)  # not a submodule: its weights are never saved
 
     # ---- backbone -----------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 import torch
 
+from ..backbones.preprocess import prepare
 from ..data.io import ImageReadError, read_image
 from .precision import autocast
 
@@ -69,6 +70,11 @@ class Inference:
     def probabilities_from_features(self, features: torch.Tensor, batch_size: int = 256, views: int = 1) -> torch.Tensor:
         return self.to_probability(self.logits_from_features(features, batch_size, views))
 
+    @property
+    def preprocess_spec(self):
+        """How inputs become pixels: the runner's (an exported graph's) or the tower's."""
+        return self.runner.preprocess_spec if self.runner is not None else self.backbone.preprocess_spec
+
     def verdict(self, prob: float) -> str:
         return "fake" if prob >= self.threshold else "real"
 
@@ -94,7 +100,7 @@ class Inference:
         and pre-process the crops. It touches no module state, so a worker thread can prepare the
         next batch while the model scores this one (:mod:`aigi.scoring`)."""
         names = names or input_names(items)
-        spec = self.backbone.preprocess_spec
+        spec = self.preprocess_spec
         errors: dict[int, str] = {}
         crops, owner = [], []
         for i, item in enumerate(items):
@@ -106,7 +112,7 @@ class Inference:
             for crop in self.view.apply(image, spec.output_size):
                 crops.append(crop)
                 owner.append(i)
-        pixels, kept, failed = self.backbone.prepare(crops)
+        pixels, kept, failed = prepare(crops, spec)
         for j, cause in failed.items():
             errors.setdefault(owner[j], cause)
         return PreparedBatch(list(names), pixels, [owner[j] for j in kept], errors)
@@ -136,6 +142,8 @@ class Inference:
         if not len(pixels):
             return []
         try:
+            if self.runner is not None:  # an exported graph (aigi.runtimes) instead of the torch modules
+                return self.runner.logits(pixels)
             with autocast(self.precision, self.device):
                 return self(pixels.to(self.device)).float().cpu().tolist()
         except (MemoryError, torch.OutOfMemoryError) as exc:

@@ -26,6 +26,19 @@ PRECISIONS = ("fp32", "bf16", "int8")
 log = logging.getLogger("aigi.precision")
 
 
+def check_choice(precision: str, runtime: str = "torch") -> None:
+    """Refuse an unknown precision or runtime, or a pair that does not go together, before loading."""
+    from ..registry import RUNTIMES
+
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision '{precision}' (valid: {', '.join(PRECISIONS)})")
+    if runtime not in RUNTIMES:
+        raise InputError(f"unknown runtime '{runtime}' (valid: {', '.join(RUNTIMES.names())})")
+    if runtime != "torch" and precision != "fp32":
+        raise InputError(f"--precision is for the torch runtime; an {runtime} graph has its precision from "
+                         "export (aigi export --format onnx --int8)")
+
+
 def native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (otherwise autocast emulates it, slowly)."""
     import torch

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ..errors import DetectorNotFound, InputError
+from ..errors import DetectorNotFound
 from ..registry import DETECTORS
 from .base import Detector
 from .folders import (
@@ -41,16 +41,19 @@ def load_detector_dir(folder: str | Path, device: str | torch.device = "cpu") ->
 
 
 def load_detector(name_or_path: str | Path | None = None, device: str | torch.device = "cpu",
-                  precision: str = "fp32") -> Detector:
+                  precision: str = "fp32", runtime: str = "torch") -> Detector:
     """Load a detector ready for ``predict``; with no argument, the default one. ``precision``:
-    fp32, bf16 or int8 (:mod:`aigi.detectors.precision`)."""
+    fp32, bf16 or int8 (:mod:`aigi.detectors.precision`); ``runtime``: torch, or onnxruntime for a
+    folder ``aigi export --format onnx`` wrote (:mod:`aigi.runtimes`)."""
     from ..devices import check_device
-    from .precision import PRECISIONS, set_precision
+    from ..registry import RUNTIMES
+    from .precision import check_choice, set_precision
 
     check_device(str(device))
-    if precision not in PRECISIONS:  # before anything loads
-        raise InputError(f"unknown precision '{precision}' (valid: {', '.join(PRECISIONS)})")
-    det = load_detector_dir(resolve_detector(name_or_path), device=device)
+    check_choice(precision, runtime)  # before anything loads
+    folder = resolve_detector(name_or_path)
+    det = load_detector_dir(folder, device=device)
+    RUNTIMES.get(runtime)(det, folder, json.loads((folder / CONFIG_FILE).read_text()))
     if precision != "fp32":
         set_precision(det, precision)
     return det

@@ -1,0 +1,81 @@
+"""aigi export --format onnx: one graph (tower + head, LTD's early exit, calibration folded in)
+that scores like the torch modules under --runtime onnxruntime."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+import aigi
+from aigi.cli import app
+
+pytest.importorskip("onnxruntime")
+
+
+def _run(tmp_path_factory, tiny_data, detector: str, params: dict | None = None):
+    recipe = {"detector": detector, "backbone": "random:tiny-clip", "params": params or {},
+              "output": str(tmp_path_factory.mktemp(detector) / "run"), "calibration": "platt",
+              "data": {"train": str(tiny_data / "train"), "val": str(tiny_data / "val")},
+              "train": {"epochs": 30, "lr": 0.01, "batch_size": 16}}
+    return aigi.train(recipe, echo=None)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_data):
+    return {"univfd": _run(tmp_path_factory, tiny_data, "univfd"),
+            "ltd": _run(tmp_path_factory, tiny_data, "ltd", {"n": 2, "heads": 2})}
+
+
+@pytest.mark.parametrize("method", ["univfd", "ltd"])
+def test_the_graph_scores_like_the_torch_modules(runs, method, tiny_data, tmp_path):
+    out = tmp_path / "onnx"
+    res = CliRunner().invoke(app, ["export", str(runs[method]), "-o", str(out), "--format", "onnx"])
+    assert res.exit_code == 0, res.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["onnx"]["file"] == "model.onnx" and not config["onnx"]["int8"]
+    files = sorted(str(p) for p in (tiny_data / "test").rglob("*.png"))
+    labels = [int("1_fake" in f) for f in files]
+    ref = aigi.load_detector(runs[method]).predict(files)
+    ort = aigi.load_detector(out, runtime="onnxruntime")
+    assert ort._backbone is None  # the torch tower is never loaded
+    got = ort.predict(files)
+    a, b = np.array([p.prob_fake for p in ref]), np.array([p.prob_fake for p in got])
+    assert np.abs(a - b).max() < 1e-4  # calibration folded in: the same probabilities
+    assert np.mean([p.verdict == q.verdict for p, q in zip(ref, got)]) >= 0.98
+    assert abs(roc_auc_score(labels, a) - roc_auc_score(labels, b)) <= 0.005
+
+
+def test_int8_graph_and_records_name_the_runtime(runs, tiny_data, tmp_path):
+    out = tmp_path / "onnx8"
+    aigi.export(runs["univfd"], out, format="onnx", int8=True)
+    assert json.loads((out / "config.json").read_text())["onnx"]["int8"]
+    results = tmp_path / "r.jsonl"
+    res = CliRunner().invoke(app, ["detect", str(tiny_data / "test"), "-d", str(out), "--runtime", "onnxruntime",
+                                   "-o", str(results)])
+    assert res.exit_code == 0, res.output
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(records) == 32 and {r["runtime"] for r in records} == {"onnxruntime int8"}
+    labels = [int("1_fake" in r["path"]) for r in records]
+    assert roc_auc_score(labels, [r["prob_fake"] for r in records]) > 0.9  # still separates the tiny classes
+
+
+def test_bad_runtime_choices_fail_before_loading(runs, tiny_data):
+    res = CliRunner().invoke(app, ["detect", str(tiny_data / "test"), "-d", str(runs["univfd"]), "--runtime", "onnxruntime"])
+    assert res.exit_code == 2 and "no ONNX graph; write one with: aigi export" in res.output
+    res = CliRunner().invoke(app, ["detect", str(tiny_data / "test"), "-d", str(runs["univfd"]), "--runtime", "tvm"])
+    assert res.exit_code == 2 and "unknown runtime 'tvm' (valid: onnxruntime, torch)" in res.output
+    res = CliRunner().invoke(app, ["detect", str(tiny_data / "test"), "-d", str(runs["univfd"]), "--runtime",
+                                   "onnxruntime", "--precision", "int8"])
+    assert res.exit_code == 2 and "--precision is for the torch runtime" in res.output
+    res = CliRunner().invoke(app, ["export", str(runs["univfd"]), "-o", "x", "--int8"])
+    assert res.exit_code == 2 and "use it with --format onnx" in res.output
+
+
+def test_eval_through_the_graph(runs, tiny_data, tmp_path):
+    out = aigi.export(runs["ltd"], tmp_path / "ltd-onnx", format="onnx")
+    ref = aigi.evaluate(runs["ltd"], tiny_data / "test").rows["all"]["auc"]
+    got = aigi.evaluate(out, tiny_data / "test", runtime="onnxruntime").rows["all"]["auc"]
+    assert abs(ref - got) <= 0.005
