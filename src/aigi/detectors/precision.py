@@ -13,14 +13,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from typing import TYPE_CHECKING, ContextManager
+from typing import TYPE_CHECKING, Any, ContextManager
 
 from ..errors import InputError
 
 if TYPE_CHECKING:  # torch is imported where it is used: `aigi detect` checks its flags before loading it
     import torch
-
-    from .base import Detector
 
 PRECISIONS = ("fp32", "bf16", "int8")
 log = logging.getLogger("aigi.precision")
@@ -57,7 +55,7 @@ def autocast(precision: str, device: "torch.device") -> ContextManager:
     return contextlib.nullcontext()
 
 
-def set_precision(detector: "Detector", precision: str) -> None:
+def set_precision(detector: Any, precision: str) -> None:
     """Switch a loaded detector's inference precision (int8 cannot be undone: load it again)."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision '{precision}' (valid: {', '.join(PRECISIONS)})")
@@ -66,7 +64,7 @@ def set_precision(detector: "Detector", precision: str) -> None:
     detector.precision = precision
 
 
-def _apply(detector: "Detector", precision: str) -> None:
+def _apply(detector: Any, precision: str) -> None:
     if precision == "bf16" and detector.device.type == "cpu" and not native_bf16():
         log.warning("this CPU has no native bf16: autocast emulates it, slower than fp32 here")
     if precision != "int8" or detector.precision == "int8":
