@@ -79,3 +79,16 @@ def test_eval_through_the_graph(runs, tiny_data, tmp_path):
     ref = aigi.evaluate(runs["ltd"], tiny_data / "test").rows["all"]["auc"]
     got = aigi.evaluate(out, tiny_data / "test", runtime="onnxruntime").rows["all"]["auc"]
     assert abs(ref - got) <= 0.005
+
+
+def test_the_graph_runtime_imports_no_transformers(runs, tiny_data, tmp_path):
+    """Scoring through an exported graph never builds a tower: transformers (seconds of start-up) stays unloaded."""
+    import subprocess
+    import sys
+
+    out = aigi.export(runs["univfd"], tmp_path / "g", format="onnx")
+    image = next((tiny_data / "test").rglob("*.png"))
+    code = ("import sys, aigi; det = aigi.load_detector(sys.argv[1], runtime='onnxruntime'); "
+            "p = det.predict([sys.argv[2]])[0]; print(p.error is None, 'transformers' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code, str(out), str(image)], capture_output=True, text=True, check=True)
+    assert res.stdout.split() == ["True", "False"]

@@ -3,10 +3,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPVisionConfig
+
+if TYPE_CHECKING:  # transformers is imported where a tower is built: scoring through an exported graph never needs it
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModelWithProjection,
+        CLIPVisionConfig,
+    )
 
 from .base import VisionBackbone
 
@@ -89,11 +96,15 @@ def transformer_config(cls, hidden: int, inter: int, layers: int, heads: int, **
 
 
 def clip_vision_config(hidden: int, inter: int, layers: int, heads: int, image: int, patch: int, proj: int) -> CLIPVisionConfig:
+    from transformers import CLIPVisionConfig
+
     return transformer_config(CLIPVisionConfig, hidden, inter, layers, heads, image_size=image, patch_size=patch,
                               projection_dim=proj, hidden_act="quick_gelu")
 
 
 def clip_text_config(hidden: int, inter: int, layers: int, heads: int, proj: int, vocab: int = 49408) -> CLIPTextConfig:
+    from transformers import CLIPTextConfig
+
     return transformer_config(CLIPTextConfig, hidden, inter, layers, heads, projection_dim=proj, vocab_size=vocab,
                               max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=vocab - 2,
                               eos_token_id=vocab - 1)

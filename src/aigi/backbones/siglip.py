@@ -5,8 +5,12 @@ tokens, and the final embedding is the model's attention-pooling head output.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from transformers import SiglipVisionConfig
+
+if TYPE_CHECKING:
+    from transformers import SiglipVisionConfig
 
 from .base import VisionBackbone
 from .clip import transformer_config
@@ -40,4 +44,6 @@ class SiglipVisionBackbone(VisionBackbone):
 
 
 def siglip_vision_config(hidden: int, inter: int, layers: int, heads: int, image: int, patch: int) -> SiglipVisionConfig:
+    from transformers import SiglipVisionConfig
+
     return transformer_config(SiglipVisionConfig, hidden, inter, layers, heads, image_size=image, patch_size=patch)
