@@ -47,3 +47,15 @@ run fd-rob        aigi robustness -d runs/featdistill-cifake -d runs/univfd-cifa
 run fd-cost       python benchmarks/featdistill_cost.py --batch 8 --steps 3
 run fd-nodistill  aigi train configs/featdistill-ablations/no-distill.yaml data.limit_per_class=400
 run fd-nodistill-eval aigi eval -d runs/featdistill-cifake-full-nodistill --data $data/test --bootstrap 0 -o runs/readme-featdistill-nodistill
+
+# The photo default (docs/data.md, docs/model-card.md): the pool from local clones of its repositories
+# (CLONES: a folder of clones or `fetch` mirrors), leave-one-source-out, the shipped photo-b16.
+clones=${CLONES:-/work/.mirror}
+pool=${POOL:-runs/pool}
+run pool-build     aigi datasets build-pool --clones "$clones" --out "$pool" --cifake $data/train
+run pool-audit     aigi datasets audit "$pool"
+run loso-photo     aigi loso "$pool" -r configs/photo-b16.yaml -r configs/photo/univfd-no-copies.yaml -r configs/photo/univfd-knn.yaml -r configs/photo/ltd.yaml -o runs/loso-photo --bootstrap 200
+run photo-train    aigi train configs/photo-b16.yaml data.train="$pool" data.exclude=examples/photos
+run photo-cifake   aigi eval -d runs/photo-b16 --data $data/test --bootstrap 200 -o runs/readme-photo-cifake
+run photo-detect   aigi detect examples/ -d runs/photo-b16
+run throughput     python benchmarks/throughput.py --photos "$pool" --n 200 --repeats 3 ${SAHU_PYTHON:+--sahu-python $SAHU_PYTHON}
