@@ -78,3 +78,30 @@ def test_resuming_with_a_changed_recipe_is_refused(tiny_data, tmp_path):
     assert (out / "config.yaml").read_text() == before  # still says what the checkpoint was trained with
     saved = yaml.safe_load(before)
     assert saved["train"]["lr"] == 0.001
+
+
+def test_read_errors_carry_a_kind_callers_can_branch_on(tmp_path, monkeypatch):
+    """The kind, not words in the message, is what the service maps to 413 / 415 / 422."""
+    import numpy as np
+    from PIL import Image
+
+    from aigi.data.io import READ_ERROR_KINDS, ImageReadError, read_image
+
+    heic = tmp_path / "a.heic"
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64)
+    bad = tmp_path / "b.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    big = tmp_path / "c.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(big)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    kinds = {}
+    for path in (heic, bad, big):
+        with pytest.raises(ImageReadError) as info:
+            read_image(path)
+        kinds[path.name] = info.value.kind
+    assert kinds == {"a.heic": "unsupported", "b.png": "unreadable", "c.png": "too_many_pixels"}
+    assert set(kinds.values()) <= set(READ_ERROR_KINDS)
+    import pickle
+
+    again = pickle.loads(pickle.dumps(ImageReadError("x", "why", "unsupported")))
+    assert (again.path, again.cause, again.kind) == ("x", "why", "unsupported")

@@ -67,16 +67,23 @@ _PILLOW_LIMIT_LOCK = threading.Lock()
 _FLOAT_TOLERANCE = 1e-3
 
 
-class ImageReadError(AigiError):
-    """One image could not be turned into RGB pixels; ``cause`` says why in words."""
+# unreadable: corrupt, truncated or an OS error; unsupported: an image format Pillow cannot decode
+# here (HEIF/AVIF, SVG); too_many_pixels: over the decompression-bomb limit
+READ_ERROR_KINDS = ("unreadable", "unsupported", "too_many_pixels")
 
-    def __init__(self, path: str, cause: str) -> None:
+
+class ImageReadError(AigiError):
+    """One image could not be turned into RGB pixels; ``cause`` says why in words, ``kind`` in one
+    of READ_ERROR_KINDS (what a caller branches on, e.g. the HTTP status of an upload)."""
+
+    def __init__(self, path: str, cause: str, kind: str = "unreadable") -> None:
         # Causes may embed library messages; collapse whitespace so logs and
         # CSV error columns always get exactly one line.
         cause = " ".join(str(cause).split())
-        super().__init__(path, cause)  # args kept so the error pickles across workers
+        super().__init__(path, cause, kind)  # args kept so the error pickles across workers
         self.path = path
         self.cause = cause
+        self.kind = kind
 
     def __str__(self) -> str:
         return f"{self.path}: {self.cause}"
@@ -84,8 +91,8 @@ class ImageReadError(AigiError):
 
 def _bomb(name: str, pixels: int | None, limit: int | None) -> ImageReadError:
     if pixels is None:
-        return ImageReadError(name, f"decompression bomb: image exceeds the limit of {limit} pixels")
-    return ImageReadError(name, f"decompression bomb: {pixels} pixels exceeds the limit of {limit}")
+        return ImageReadError(name, f"decompression bomb: image exceeds the limit of {limit} pixels", "too_many_pixels")
+    return ImageReadError(name, f"decompression bomb: {pixels} pixels exceeds the limit of {limit}", "too_many_pixels")
 
 
 def _pixel_limit(max_pixels: int | None) -> int | None:
@@ -244,19 +251,20 @@ def looks_like_image(head: bytes) -> bool:
     return text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text)
 
 
-def _unknown_format(fp: IO[bytes]) -> str:
-    """Why Pillow could not open it, in words a person can act on."""
+def _unknown_format(fp: IO[bytes]) -> tuple[str, str]:
+    """Why Pillow could not open it, in words a person can act on, and the error kind."""
     try:
         fp.seek(0)
         head = fp.read(512)
     except (OSError, ValueError):
-        return "not a recognised image format"
+        return "not a recognised image format", "unreadable"
     brand = head[8:12] if head[4:8] == b"ftyp" else b""
     if brand[:3] in (b"hei", b"hev", b"mif", b"msf") or brand in (b"avif", b"avis"):
-        return f"{brand.decode('ascii', 'replace').strip()} (HEIF/AVIF) image: Pillow cannot decode it here; convert it to JPEG or PNG"
+        return (f"{brand.decode('ascii', 'replace').strip()} (HEIF/AVIF) image: Pillow cannot decode it here; "
+                "convert it to JPEG or PNG", "unsupported")
     if looks_like_image(head) and b"svg" in head.lower():
-        return "SVG is a vector drawing: rasterise it (e.g. to PNG) first"
-    return "not a recognised image format"
+        return "SVG is a vector drawing: rasterise it (e.g. to PNG) first", "unsupported"
+    return "not a recognised image format", "unreadable"
 
 
 def _decode_stream(fp: IO[bytes], name: str, limit: int | None) -> Image.Image:
@@ -274,7 +282,7 @@ def _decode_stream_quietly(fp: IO[bytes], name: str, limit: int | None) -> Image
         with _pillow_limit(limit):
             im = Image.open(fp)
     except UnidentifiedImageError:
-        raise ImageReadError(name, _unknown_format(fp)) from None
+        raise ImageReadError(name, *_unknown_format(fp)) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise _pillow_bomb(err, name, limit) from None
     except MemoryError:

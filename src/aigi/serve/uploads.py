@@ -81,6 +81,11 @@ async def uploads_from_request(request, settings: ServeSettings) -> list[Upload]
     return uploads
 
 
+# ImageReadError.kind → (HTTP status, error code)
+_READ_ERRORS = {"too_many_pixels": (413, "too_many_pixels"), "unsupported": (415, "unsupported_image"),
+                "unreadable": (422, "unreadable_image")}
+
+
 def decode(upload: Upload, settings: ServeSettings) -> Image.Image | UploadError:
     """Pixels, or the 4xx this upload deserves (run in a worker thread, never on the event loop)."""
     if len(upload.data) > settings.max_image_bytes:
@@ -92,9 +97,5 @@ def decode(upload: Upload, settings: ServeSettings) -> Image.Image | UploadError
     try:
         return read_image(upload.data)
     except ImageReadError as exc:
-        cause = exc.cause
-        if cause.startswith("decompression bomb"):
-            return UploadError(413, "too_many_pixels", f"{upload.name}: {cause}")
-        if "HEIF" in cause or "SVG" in cause:
-            return UploadError(415, "unsupported_image", f"{upload.name}: {cause}")
-        return UploadError(422, "unreadable_image", f"{upload.name}: {cause}")
+        status, code = _READ_ERRORS[exc.kind]
+        return UploadError(status, code, f"{upload.name}: {exc.cause}")
