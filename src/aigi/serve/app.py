@@ -174,7 +174,8 @@ def create_app(settings: ServeSettings | None = None, detector=None) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
-        return HTMLResponse(_asset("index.html"))
+        return HTMLResponse(_page("index.html", "is this image AI-generated?", '<a href="/model-card">Model card</a>',
+                                  '<script src="/static/app.js"></script>\n'))
 
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str):
@@ -190,8 +191,7 @@ def create_app(settings: ServeSettings | None = None, detector=None) -> FastAPI:
         rows = "".join(f"<tr><th>{html.escape(k.replace('_', ' '))}</th>"
                        f"<td>{html.escape(f'{v:.4f}' if isinstance(v, float) else str(v))}</td></tr>"
                        for k, v in _summary(det, state["label"]).items() if k != "model_card" and v is not None)
-        body = _asset("model-card.html").replace("{{rows}}", rows)
-        return HTMLResponse(body)
+        return HTMLResponse(_page("model-card.html", "model card", '<a href="/">Score images</a>').replace("{{rows}}", rows))
 
     app.state.settings, app.state.metrics, app.state.service = settings, metrics, state
     return app
@@ -199,6 +199,12 @@ def create_app(settings: ServeSettings | None = None, detector=None) -> FastAPI:
 
 def _asset(name: str) -> str:
     return resources.files("aigi.serve").joinpath("page", name).read_text(encoding="utf-8")
+
+
+def _page(name: str, title: str, nav: str, scripts: str = "") -> str:
+    """A page: its <main> from ``name`` inside the one shared layout (head, header, footer)."""
+    return (_asset("layout.html").replace("{{title}}", title).replace("{{nav}}", nav + '<a href="/docs">API</a>')
+            .replace("{{scripts}}", scripts).replace("{{body}}", _asset(name).rstrip("\n")))
 
 
 def serve(settings: ServeSettings) -> None:
