@@ -53,7 +53,7 @@ def test_the_precision_is_recorded_and_checked(probe, tiny_data, tmp_path):
     CliRunner().invoke(app, ["detect", str(tiny_data / "test" / "gen_a"), "-d", str(probe), "-o", str(plain)])
     assert "precision" not in json.loads(plain.read_text().splitlines()[0])
     res = CliRunner().invoke(app, ["detect", str(tiny_data / "test"), "-d", str(probe), "--precision", "fp8"])
-    assert res.exit_code == 2 and "unknown precision 'fp8' (valid: fp32, bf16, int8)" in res.output
+    assert res.exit_code == 2 and "unknown precision 'fp8' (valid: fp32, bf16, int8, auto)" in res.output
 
 
 def test_eval_at_reduced_precision_scores_from_pixels(probe, tiny_data):
@@ -68,3 +68,20 @@ def test_load_detector_refuses_an_unknown_precision(probe):
 
     with pytest.raises(InputError, match="unknown precision 'fp16'"):
         aigi.load_detector(probe, precision="fp16")
+
+
+@pytest.mark.parametrize("flags, bf16, expect", [
+    ({"avx2", "avx512f", "amx_bf16", "avx512_vnni"}, True, "bf16"),   # Sapphire Rapids
+    ({"avx2", "avx512f", "avx512_vnni"}, False, "int8"),              # Cascade Lake, Zen 4
+    ({"avx2", "avx_vnni"}, False, "int8"),                            # Alder Lake
+    ({"avx2", "fma"}, False, "fp32"),                                 # AVX2-only EPYC
+    ({"amx_bf16"}, False, "fp32"),                                    # the flag, but torch cannot use it
+])
+def test_auto_precision_follows_the_cpu_flags(probe, monkeypatch, flags, bf16, expect):
+    from aigi.detectors import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(precision, "native_bf16", lambda: bf16)
+    det = aigi.load_detector(probe, precision="auto")
+    assert det.precision == expect
+    assert det.predict([]) == []

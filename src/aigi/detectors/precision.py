@@ -20,7 +20,7 @@ from ..errors import InputError
 if TYPE_CHECKING:  # torch is imported where it is used: `aigi detect` checks its flags before loading it
     import torch
 
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = ("fp32", "bf16", "int8", "auto")  # auto: chosen from the device and the CPU's flags
 log = logging.getLogger("aigi.precision")
 
 
@@ -35,6 +35,34 @@ def check_choice(precision: str, runtime: str = "torch") -> None:
     if runtime != "torch" and precision != "fp32":
         raise InputError(f"--precision is for the torch runtime; an {runtime} graph has its precision from "
                          "export (aigi export --format onnx --int8)")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere: auto then keeps fp32)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def choose(detector: Any) -> str:
+    """What ``auto`` means here: bf16 where it is native (a GPU that has it, a CPU with AMX or
+    AVX512-BF16), int8 on a CPU with VNNI dot products for a frozen tower, else fp32."""
+    import torch
+
+    if detector.device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    flags = cpu_flags()
+    if {"amx_bf16", "avx512_bf16"} & flags and native_bf16():
+        return "bf16"
+    frozen = not any(member.embeds_backbone for member in detector.experts())
+    if {"avx512_vnni", "avx_vnni"} & flags and frozen:
+        return "int8"
+    return "fp32"
 
 
 def native_bf16() -> bool:
@@ -59,6 +87,9 @@ def set_precision(detector: Any, precision: str) -> None:
     """Switch a loaded detector's inference precision (int8 cannot be undone: load it again)."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision '{precision}' (valid: {', '.join(PRECISIONS)})")
+    if precision == "auto":
+        precision = choose(detector)
+        log.info("precision auto: %s on this machine", precision)
     for member in detector.experts():
         _apply(member, precision)
     detector.precision = precision
