@@ -242,3 +242,35 @@ def test_the_next_batch_is_read_while_this_one_is_scored(probe, tmp_path):
     assert [p.path for p in preds] == [str(f) for f in files]
     alone = load_detector(probe).predict([str(f) for f in files])
     assert [p.prob_fake for p in preds] == pytest.approx([p.prob_fake for p in alone], abs=1e-6)
+
+
+def test_detect_reads_a_stream_of_paths_in_chunks(probe, tmp_path, monkeypatch):
+    """`aigi detect -` scores paths from stdin as they come (chunk by chunk, one model load), resumes
+    like a list, and the API takes any iterable (a generator is consumed lazily)."""
+    import aigi.api
+
+    files = []
+    for i in range(5):
+        files.append(tmp_path / f"s{i}.png")
+        Image.fromarray(np.full((36, 36, 3), 40 * i, np.uint8)).save(files[-1])
+    monkeypatch.setattr(aigi.api, "STREAM_CHUNK", 2)
+    loads = []
+    real_load = aigi.api._detector
+    monkeypatch.setattr(aigi.api, "_detector", lambda *a: loads.append(1) or real_load(*a))
+    out = tmp_path / "stream.jsonl"
+    pulled = []
+
+    def lines():
+        for f in files:
+            pulled.append(f)
+            yield str(f)
+
+    stream = aigi.detect(lines(), probe, out=out)
+    first = next(stream)
+    assert first.path == str(files[0]) and len(pulled) == 2  # only the first chunk was read
+    assert len([first, *stream]) == 5 and len(loads) == 1
+    res = runner.invoke(app, ["detect", "-", "-d", str(probe), "-o", str(out)],
+                        input="\n".join(str(f) for f in files) + "\n\n")
+    assert res.exit_code == 0, res.output
+    assert "0 scored now" in res.output  # all five were already in the file
+    assert len(out.read_text().splitlines()) == 5

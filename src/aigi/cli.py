@@ -75,7 +75,7 @@ def _message(exc: BaseException) -> str:
     return str(exc)
 
 
-def _bar(total: int, desc: str):
+def _bar(total: int | None, desc: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False,
@@ -84,7 +84,8 @@ def _bar(total: int, desc: str):
 
 @app.command()
 def detect(
-    paths: List[str] = typer.Argument(..., help="Files, folders (searched recursively) or glob patterns."),
+    paths: List[str] = typer.Argument(..., help="Files, folders (searched recursively) or glob patterns; "
+                                      "'-' reads one path per line from stdin, scoring as they come."),
     detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Shipped name, detector folder or run folder (default: the shipped default)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to this .jsonl or .csv; re-running resumes."),
     batch_size: int = typer.Option(16, min=1, help="Images per forward pass."),
@@ -96,12 +97,15 @@ def detect(
     """Score images: P(fake) and a verdict per file."""
     with _errors():
         threshold = api.detector_info(detector)["threshold"]  # fails early on a bad name, loads nothing
-        files, problems, skipped = api.find_images(paths)
-        for inp, reason in problems:
-            typer.echo(f"warning: {inp}: {reason}", err=True)
-        if not files:
-            _fail("no images to score")
-        bar = _bar(len(files), "detect")
+        if paths == ["-"]:  # a stream: paths are scored as they arrive; the total is unknown
+            files, skipped = (line.strip() for line in sys.stdin if line.strip()), {}
+        else:
+            files, problems, skipped = api.find_images(paths)
+            for inp, reason in problems:
+                typer.echo(f"warning: {inp}: {reason}", err=True)
+            if not files:
+                _fail("no images to score")
+        bar = _bar(len(files) if isinstance(files, list) else None, "detect")
         counts = {"fake": 0, "real": 0, "error": 0}
         for pred in api.detect(files, detector, out=out, batch_size=batch_size, retry_errors=retry_errors,
                                device=device, progress=bar.update, log=lambda m: bar.write(f"note: {m}", file=sys.stderr),
@@ -116,7 +120,7 @@ def detect(
         bar.close()
         done = sum(counts.values())
         summary = f"{done} scored now: {counts['fake']} fake, {counts['real']} real, {counts['error']} unreadable"
-        if len(files) - done:
+        if isinstance(files, list) and len(files) - done:
             summary += f"; {len(files) - done} already in {out}"
         if skipped:
             summary += "; skipped in folders: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
