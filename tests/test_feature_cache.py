@@ -2,6 +2,9 @@
 reported and skipped, and a crash leaves the store readable."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -115,3 +118,34 @@ def test_one_pass_stores_embed_and_cls_for_the_next_detector(tmp_path, backbone)
     cache = FeatureCache(backbone, root=tmp_path / "c")
     assert cache.extract(paths, keys=("embed",)).encoded == len(paths)
     assert cache.extract(paths, keys=("cls",)).encoded == 0  # LTD after UnivFD: nothing to encode
+
+
+def _writer(root: str, name: str, rounds: int) -> None:
+    """One process filling the shared store: rows whose values encode (writer, round, row)."""
+    store = FeatureStore(Path(root))
+    for r in range(rounds):
+        hashes = [f"{name}-{r}-{i}" for i in range(40)]
+        store.add(hashes, torch.tensor([[float(ord(name[0])), r, i] for i in range(40)]))
+
+
+def test_many_processes_fill_one_store_without_losing_a_row(tmp_path):
+    """Three processes write into the same store at once (as DDP ranks or Ray workers would);
+    a reader afterwards sees every row with its own values, and an older single index is still read."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path / "s"), name, 15)) for name in ("a", "b", "c")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    store = FeatureStore(tmp_path / "s")
+    assert len(store) == 3 * 15 * 40
+    got = store.get(["b-7-3", "c-14-39", "a-0-0"])
+    assert torch.equal(got, torch.tensor([[98.0, 7, 3], [99.0, 14, 39], [97.0, 0, 0]]))
+    assert len(list((tmp_path / "s").glob("index-*.jsonl"))) == 3
+    legacy = tmp_path / "s" / "index.jsonl"  # a cache written before per-writer indexes
+    shard = next((tmp_path / "s").glob("shard-*.safetensors")).name
+    legacy.write_text(json.dumps({"hash": "old", "shard": shard, "row": 0}) + "\n")
+    assert "old" in FeatureStore(tmp_path / "s")

@@ -108,6 +108,6 @@ def test_one_feature_cache_root_for_training_and_validation(tiny_data, tmp_path,
               "train": {"epochs": 1, "batch_size": 8}, "features": {"cache_dir": str(root)},
               "output": str(tmp_path / "run")}
     aigi.train(recipe)
-    assert list(root.rglob("index.jsonl")) and not default.exists()
+    assert list(root.rglob("index-*.jsonl")) and not default.exists()
     aigi.evaluate(tmp_path / "run", tiny_data / "val", cache_dir=root)
     assert not default.exists()

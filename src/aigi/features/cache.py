@@ -4,10 +4,11 @@ A frozen backbone gives the same features for the same pixels every time, and
 on a CPU it is by far the slowest step (about 5 images/s for ViT-B/16), so its
 outputs are computed once per (backbone weights, pre-processing, image bytes)
 and kept. Each feature kind ("embed": final embedding, "cls": every block's CLS
-summary) is an append-only store: safetensors shards plus an ``index.jsonl``
-that maps an image's sha256 to (shard, row). A shard is written and renamed
-into place before its index lines are appended, so a crash loses at most the
-batch in flight and never corrupts what is already there.
+summary) is an append-only store: safetensors shards plus index files that map
+an image's sha256 to (shard, row), one index file per writer, so that many
+processes can fill one cache at once. A shard is written and renamed into place
+before its index lines are appended, so a crash loses at most the batch in
+flight and never corrupts what is already there.
 """
 from __future__ import annotations
 
@@ -51,22 +52,24 @@ class FeatureStore:
         self.root = Path(root)
         self.dtype = dtype  # on disk and in memory: half-precision token maps stay half until used
         self.root.mkdir(parents=True, exist_ok=True)
-        self.index_path = self.root / "index.jsonl"
+        # Each writer appends to an index file of its own, so that many processes (DDP ranks, Ray
+        # workers, two `aigi` commands) can fill one cache at once without interleaving lines;
+        # readers merge every index file (and the single index.jsonl of older caches).
+        self.index_path = self.root / f"index-{uuid.uuid4().hex[:12]}.jsonl"
         self._index: dict[str, tuple[str, int]] = {}
         self._shards: dict[str, torch.Tensor] = {}
         self._load_index()
 
     def _load_index(self) -> None:
-        if not self.index_path.exists():
-            return
-        with open(self.index_path) as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:  # a torn last line from a crash: ignore it
-                    continue
-                if (self.root / rec["shard"]).exists():
-                    self._index[rec["hash"]] = (rec["shard"], int(rec["row"]))
+        for path in sorted(self.root.glob("index*.jsonl")):
+            with open(path) as fh:
+                for line in fh:
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError:  # a torn last line from a crash: ignore it
+                        continue
+                    if (self.root / rec["shard"]).exists():
+                        self._index[rec["hash"]] = (rec["shard"], int(rec["row"]))
 
     def __contains__(self, key: str) -> bool:
         return key in self._index
