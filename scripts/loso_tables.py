@@ -1,0 +1,54 @@
+"""Markdown tables from an `aigi loso` output (loso.json): AUC per held-out source for every
+recipe beside the metadata shortcut, and each recipe's AUC per generator. Used for docs/data.md
+and docs/model-card.md, so that the numbers there are the command's own.
+
+    python scripts/loso_tables.py runs/loso-photo/loso.json [--generators photo-b16]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def folds_table(table: dict) -> str:
+    shortcut = table.get("shortcut", {}).get("folds", {})
+    recipes = [k for k in table if k != "shortcut"]
+    sources = list(next(iter(table[r]["folds"] for r in recipes)))
+    head = "| held-out source | real | fake | " + " | ".join(recipes) + " | shortcut |"
+    lines = [head, "|---" * (len(recipes) + 4) + "|"]
+    for src in sources:
+        first = table[recipes[0]]["folds"][src]
+        cells = [f"{table[r]['folds'][src]['auc']:.3f}" for r in recipes]
+        base = shortcut.get(src, {}).get("auc")
+        tail = f" | {base:.3f} |" if base is not None else " | - |"
+        lines.append(f"| {src} | {first['real']} | {first['fake']} | " + " | ".join(cells) + tail)
+    for label, key in (("mean", "mean_auc"), ("worst", "worst_auc")):
+        cells = [f"**{table[r][key]:.3f}**" for r in recipes]
+        base = table.get("shortcut", {}).get(key)
+        lines.append(f"| {label} | | | " + " | ".join(cells) + (f" | {base:.3f} |" if base is not None else " | - |"))
+    return "\n".join(lines)
+
+
+def generators_table(table: dict, recipe: str) -> str:
+    lines = ["| held-out source | generator | fakes | AUC |", "|---|---|---|---|"]
+    for src, fold in table[recipe]["folds"].items():
+        for gen, g in fold.get("generators", {}).items():
+            lines.append(f"| {src} | {gen} | {g['fake']} | {g['auc']:.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("loso", type=Path)
+    ap.add_argument("--generators", help="also the per-generator table of this recipe")
+    args = ap.parse_args()
+    table = json.loads(args.loso.read_text())
+    print(folds_table(table))
+    if args.generators:
+        print()
+        print(generators_table(table, args.generators))
+
+
+if __name__ == "__main__":
+    main()
