@@ -38,16 +38,49 @@ def generators_table(table: dict, recipe: str) -> str:
     return "\n".join(lines)
 
 
+def failures_table(loso: Path, recipe: str, pool: Path, n: int) -> str:
+    """The n most confident mistakes of ``recipe`` over all folds: reals scored fake, fakes scored
+    real, each back to its repository path (pool.csv)."""
+    import csv
+
+    origin = {}
+    with open(pool / "pool.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            origin[str((pool / r["path"]).resolve())] = (r["source"], r.get("repo") or "", r["repo_path"])
+    rows = []
+    for fold in sorted((loso.parent / recipe).iterdir()):
+        preds = fold / "eval" / "predictions.csv"
+        if not preds.is_file():
+            continue
+        with open(preds, newline="") as fh:
+            for r in csv.DictReader(fh):
+                if r["prob_fake"]:
+                    rows.append((fold.name, int(r["label"]), float(r["prob_fake"]), str(Path(r["path"]).resolve())))
+    lines = ["| fold | class | P(fake) | source | repository path |", "|---|---|---|---|---|"]
+    worst_real = sorted((r for r in rows if r[1] == 0), key=lambda r: -r[2])[:n]
+    worst_fake = sorted((r for r in rows if r[1] == 1), key=lambda r: r[2])[:n]
+    for fold, label, prob, path in worst_real + worst_fake:
+        source, repo, repo_path = origin.get(path, ("?", "", path))
+        lines.append(f"| {fold} | {'real' if label == 0 else 'fake'} | {prob:.3f} | {source} | {repo} `{repo_path}` |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("loso", type=Path)
     ap.add_argument("--generators", help="also the per-generator table of this recipe")
+    ap.add_argument("--failures", help="also the most confident mistakes of this recipe (needs --pool)")
+    ap.add_argument("--pool", type=Path, help="the pool the LOSO ran on (its pool.csv)")
+    ap.add_argument("-n", type=int, default=5)
     args = ap.parse_args()
     table = json.loads(args.loso.read_text())
     print(folds_table(table))
     if args.generators:
         print()
         print(generators_table(table, args.generators))
+    if args.failures:
+        print()
+        print(failures_table(args.loso, args.failures, args.pool, args.n))
 
 
 if __name__ == "__main__":

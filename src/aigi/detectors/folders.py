@@ -11,7 +11,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_DETECTOR = "univfd-cifake"
+DEFAULT_DETECTOR = "photo-b16"
 
 
 def pretrained_detectors() -> dict[str, Path]:
