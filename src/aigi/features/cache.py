@@ -248,7 +248,6 @@ class FeatureCache:
         features = {k: stores[k].get([hashes[i] for i in kept]) for k in keys}  # type: ignore[misc]
         return ExtractResult(features, kept, errors, encoded)
 
-
     def extract_view(
         self,
         paths: Sequence[str | Path],
