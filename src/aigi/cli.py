@@ -29,8 +29,8 @@ app.add_typer(detectors_app, name="detectors")
 app.add_typer(datasets_app, name="datasets")
 
 SUITE_HELP = "Layout reader (aigi datasets suites lists them)."
-PRECISION_HELP = ("fp32 | bf16 (autocast) | int8 (dynamic quantisation of the tower) | auto (from the device and CPU "
-                  "flags); see benchmarks/throughput.py.")
+PRECISION_HELP = ("fp32 | bf16 (autocast) | int8 (dynamic quantisation of the tower: fast, but costs CLIP ViT-B/16 "
+                  "AUC) | auto (bf16 where native, else fp32); see benchmarks/throughput.py.")
 RUNTIME_HELP = "torch | onnxruntime (the graph `aigi export --format onnx` wrote; pip install \"aigi[onnx]\")."
 _state = {"debug": False}
 

@@ -20,7 +20,7 @@ from ..errors import InputError
 if TYPE_CHECKING:  # torch is imported where it is used: `aigi detect` checks its flags before loading it
     import torch
 
-PRECISIONS = ("fp32", "bf16", "int8", "auto")  # auto: chosen from the device and the CPU's flags
+PRECISIONS = ("fp32", "bf16", "int8", "auto")  # auto: bf16 where the device computes it natively, else fp32
 log = logging.getLogger("aigi.precision")
 
 
@@ -51,17 +51,16 @@ def cpu_flags() -> set[str]:
 
 def choose(detector: Any) -> str:
     """What ``auto`` means here: bf16 where it is native (a GPU that has it, a CPU with AMX or
-    AVX512-BF16), int8 on a CPU with VNNI dot products for a frozen tower, else fp32."""
+    AVX512-BF16: 2.5x fp32's speed at the same AUC in benchmarks/throughput.py), else fp32.
+    Never int8: dynamic quantisation of the tower costs CLIP ViT-B/16 0.2 AUC there (its
+    activations have outlier channels that one per-tensor int8 scale cannot hold); for int8
+    speed use the exported graph (--runtime onnxruntime, export --int8), which keeps the AUC."""
     import torch
 
     if detector.device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    flags = cpu_flags()
-    if {"amx_bf16", "avx512_bf16"} & flags and native_bf16():
+    if {"amx_bf16", "avx512_bf16"} & cpu_flags() and native_bf16():
         return "bf16"
-    frozen = not any(member.embeds_backbone for member in detector.experts())
-    if {"avx512_vnni", "avx_vnni"} & flags and frozen:
-        return "int8"
     return "fp32"
 
 
