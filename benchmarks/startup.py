@@ -5,7 +5,8 @@
 Each row runs a fresh `aigi` process (the weights already converted), median of
 the repeats: the CLI alone, a resumed `detect` with nothing left to score (the
 detector is never loaded), and `detect` of one image (imports, model load, one
-forward pass).
+forward pass), with the torch modules and through the default detector's
+exported ONNX graph (`--runtime onnxruntime`: no transformers, no tower build).
 """
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ def main() -> None:
         rows = [("aigi --help", timed([*aigi, "--help"], args.repeats)),
                 ("detect, resumed, nothing left", timed([*aigi, "detect", args.image, "-o", str(out)], args.repeats)),
                 ("detect one image", timed([*aigi, "detect", args.image], args.repeats))]
+        graph = Path(tmp) / "graph"
+        subprocess.run([*aigi, "export", "default", "-o", str(graph), "--format", "onnx"], check=True,
+                       capture_output=True, cwd=ROOT)
+        rows.append(("detect one image, onnxruntime",
+                     timed([*aigi, "detect", args.image, "-d", str(graph), "--runtime", "onnxruntime"], args.repeats)))
     width = max(len(r) for r, _ in rows)
     print(f"python {sys.version.split()[0]}, median of {args.repeats} fresh processes each")
     print(f"{'run':<{width}}  seconds")
