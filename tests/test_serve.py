@@ -235,3 +235,21 @@ def test_the_page_in_a_real_browser(server, tmp_path):
             shutil.copy(shot, os.environ["AIGI_SCREENSHOT"])
     finally:
         browser.quit()
+
+
+def test_the_service_scores_through_an_exported_graph(probe_dir, tmp_path):
+    """aigi serve --runtime onnxruntime: the exported graph behind the same API, named in /v1/detectors;
+    a runtime that cannot go with the precision is refused before the server starts."""
+    pytest.importorskip("onnxruntime")
+    import aigi
+    from aigi.errors import InputError
+
+    graph = aigi.export(probe_dir, tmp_path / "graph", format="onnx")
+    with TestClient(create_app(ServeSettings(detector=str(graph), runtime="onnxruntime"))) as c:
+        info = c.get("/v1/detectors").json()["detectors"][0]
+        assert info["runtime"] == "onnxruntime" and info["precision"] == "fp32"
+        body = c.post("/v1/detect", files=[("files", ("a.png", _png(3), "image/png"))]).json()
+    expected = aigi.load_detector(probe_dir).predict([_png(3)])[0].prob_fake
+    assert body["results"][0]["prob_fake"] == pytest.approx(expected, abs=1e-4)
+    with pytest.raises(InputError, match="--precision is for the torch runtime"):
+        ServeSettings(detector=str(graph), runtime="onnxruntime", precision="bf16")

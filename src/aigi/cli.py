@@ -352,6 +352,8 @@ def serve(
     api_key: Optional[str] = typer.Option(None, "--api-key", help="Require this key on /v1 (default: $AIGI_API_KEY)."),
     cors: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allow this browser origin; repeat. Off by default."),
     device: str = typer.Option("cpu"),
+    precision: str = typer.Option("fp32", help=PRECISION_HELP),
+    runtime: str = typer.Option("torch", help=RUNTIME_HELP),
 ) -> None:
     """Serve detectors over HTTP: the /v1 API, /docs, /metrics and a web page at /."""
     mb = 1 << 20
@@ -359,7 +361,8 @@ def serve(
         typer.echo(f"aigi serve: http://{host}:{port}/ (API docs at /docs); Ctrl-C stops it", err=True)
         api.serve(detector, host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms,
                   max_images=max_images, max_image_bytes=int(max_image_mb * mb), max_request_bytes=int(max_request_mb * mb),
-                  timeout_s=timeout, api_key=api_key, cors_origins=tuple(cors or ()), device=device)
+                  timeout_s=timeout, api_key=api_key, cors_origins=tuple(cors or ()), device=device,
+                  precision=precision, runtime=runtime)
 
 
 @backbones_app.command("list")

@@ -46,6 +46,7 @@ def _summary(detector, label: str) -> dict[str, Any]:
     meta = detector.metadata or {}
     out = {"name": label, "method": detector.name, "backbone": detector.backbone_spec,
            "threshold": detector.threshold, "calibration": detector.calibration, "view": str(detector.view),
+           "precision": detector.precision, "runtime": detector.runner.name if detector.runner is not None else "torch",
            "trained_on": meta.get("trained_on"), "validated_on": meta.get("validated_on"),
            "model_card": "/model-card"}
     from ..detectors.ensemble import EnsembleDetector
@@ -70,7 +71,8 @@ def create_app(settings: ServeSettings | None = None, detector=None) -> FastAPI:
         if det is None:
             from ..detectors.store import load_detector
 
-            det = await asyncio.to_thread(load_detector, settings.detector, settings.device)
+            det = await asyncio.to_thread(load_detector, settings.detector, settings.device, settings.precision,
+                                          settings.runtime)
             state["detector"] = det
         await asyncio.to_thread(det.predict, [Image.new("RGB", (64, 64), (128, 128, 128))])  # warm-up
         batcher = MicroBatcher(det, settings.max_batch, settings.max_wait_ms, metrics)

@@ -15,6 +15,8 @@ class ServeSettings:
     host: str = "127.0.0.1"  # loopback unless told otherwise
     port: int = 8000
     device: str = "cpu"
+    precision: str = "fp32"  # fp32 | bf16 | int8 | auto (aigi.detectors.precision)
+    runtime: str = "torch"  # torch | onnxruntime: a folder `aigi export --format onnx` wrote
     max_batch: int = 32  # images per forward pass
     max_wait_ms: float = 10.0  # how long the first image of a batch waits for company
     max_image_bytes: int = 20 * MB
@@ -32,6 +34,9 @@ class ServeSettings:
             raise InputError("--max-wait-ms must be ≥ 0 and the timeout positive")
         if not 0 < self.port < 65536:
             raise InputError(f"--port {self.port}: not a TCP port")
+        from ..detectors.precision import check_choice
+
+        check_choice(self.precision, self.runtime)  # refused before the server starts
 
     @classmethod
     def with_environment(cls, **kwargs) -> "ServeSettings":
