@@ -80,8 +80,15 @@ def _quantise(path: Path) -> None:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError:
         raise InputError('--int8 needs onnxruntime: pip install "aigi[onnx]"') from None
+    import logging
+
     tmp = path.with_suffix(".int8.onnx")
-    quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.ERROR)  # onnxruntime's advice to pre-process (shape inference) is for static quantisation
+    try:
+        quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+    finally:
+        root.setLevel(level)
     tmp.replace(path)
 
 
