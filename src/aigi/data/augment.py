@@ -145,7 +145,7 @@ class FixedCopies:
 
 @dataclass(frozen=True)
 class Augmentations:
-    """What a recipe's ``augment:`` section asks for: blur/JPEG and a degradation policy."""
+    """What a recipe's ``augment:`` section asks for: blur/JPEG, a degradation policy, fixed copies."""
 
     blur_jpeg: BlurJpegAugment
     policy: DegradationPolicy
