@@ -248,12 +248,13 @@ def test_detect_reads_a_stream_of_paths_in_chunks(probe, tmp_path, monkeypatch):
     """`aigi detect -` scores paths from stdin as they come (chunk by chunk, one model load), resumes
     like a list, and the API takes any iterable (a generator is consumed lazily)."""
     import aigi.api
+    import aigi.scoring
 
     files = []
     for i in range(5):
         files.append(tmp_path / f"s{i}.png")
         Image.fromarray(np.full((36, 36, 3), 40 * i, np.uint8)).save(files[-1])
-    monkeypatch.setattr(aigi.api, "STREAM_CHUNK", 2)
+    monkeypatch.setattr(aigi.scoring, "STREAM_CHUNK", 2)
     loads = []
     real_load = aigi.api._detector
     monkeypatch.setattr(aigi.api, "_detector", lambda *a: loads.append(1) or real_load(*a))

@@ -96,9 +96,6 @@ def find_images(paths: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str
     return files, problems, skipped
 
 
-STREAM_CHUNK = 4096  # paths per resume check when detect() reads an unbounded iterable
-
-
 def detect(paths: Iterable[str | Path], detector: Detector | str | Path | None = None, out: str | Path | None = None,
            batch_size: int = 16, retry_errors: bool = False, device: str = "cpu",
            progress: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None,
@@ -107,27 +104,18 @@ def detect(paths: Iterable[str | Path], detector: Detector | str | Path | None =
     batch is appended as it comes, a rerun skips what is already there (the detector is not
     even loaded when nothing is left), and the file keeps one record per image
     (:mod:`aigi.scoring`); a precision or runtime other than the default is named in every record.
-    ``paths`` may be any iterable, a stream of lines included: it is read and scored
-    ``STREAM_CHUNK`` paths at a time, the detector loaded once, when the first is left to score."""
-    import itertools
-
+    ``paths`` may be any iterable, a stream of lines included: it is read and scored as it comes
+    (:data:`aigi.scoring.STREAM_CHUNK` paths at a time), the detector loaded once, when the first
+    path is left to score."""
     from .detectors.precision import check_choice
     from .devices import check_device
     from .scoring import run_detect
 
     check_device(device)  # the batch size is checked where it is used (scoring.run_detect)
     check_choice(precision, runtime)
-    loaded: list[Detector] = []
-
-    def once() -> Detector:
-        if not loaded:
-            loaded.append(_detector(detector, device, precision, runtime))
-        return loaded[0]
-
-    stream = iter(paths)
-    while chunk := [Path(p) for p in itertools.islice(stream, STREAM_CHUNK)]:
-        yield from run_detect(once, chunk, out=Path(out) if out else None, batch_size=batch_size,
-                              retry_errors=retry_errors, progress=progress, log=log)
+    yield from run_detect(lambda: _detector(detector, device, precision, runtime), (Path(p) for p in paths),
+                          out=Path(out) if out else None, batch_size=batch_size, retry_errors=retry_errors,
+                          progress=progress, log=log)
 
 
 def detector_info(name_or_path: str | Path | None = None) -> dict:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 from pathlib import Path
@@ -125,12 +126,15 @@ class ResultsFile:
             os.fsync(fh.fileno())
         os.replace(tmp, self.out)
 
-    def drop(self, keys: set[str]) -> None:
-        """Remove the records of these images (before scoring them again), atomically."""
+    def drop(self, keys: set[str]) -> bool:
+        """Remove the records of these images (before scoring them again), atomically; whether
+        the file was rewritten."""
         kept = [rec for rec in self.records if path_key(rec["path"]) not in keys]
-        if len(kept) != len(self.records):
-            self.records = kept
-            self._rewrite()
+        if len(kept) == len(self.records):
+            return False
+        self.records = kept
+        self._rewrite()
+        return True
 
     def done(self, retry_errors: bool = False) -> set[str]:
         """Images with a final record (an error counts unless it is to be retried)."""
@@ -168,55 +172,61 @@ class ResultWriter:
         self._fh.close()
 
 
-def pending(paths: list[Path], out: Path | None, retry_errors: bool = False) -> tuple[list[Path], ResultsFile | None]:
-    """The paths still to score (none of them has a final record in ``out``), and the
-    checked, repaired results file. Nothing is loaded: a finished run costs no model."""
-    if out is None:
-        return list(paths), None
-    results = ResultsFile(out)
-    done = results.done(retry_errors)
-    return [p for p in paths if path_key(p) not in done], results
+STREAM_CHUNK = 4096  # paths taken from the input at a time: any iterable, a stream of lines included
 
 
 def run_detect(
     detector: Detector | Callable[[], Detector],
-    paths: list[Path],
+    paths: Iterable[Path],
     out: Path | None = None,
     batch_size: int = 16,
     retry_errors: bool = False,
     progress: Callable[[int], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Iterator[Prediction]:
-    """Yield predictions for ``paths`` not already in ``out``, writing each batch.
-    ``detector`` may be a function that loads it: it is called only if something is left to score."""
+    """Yield predictions for ``paths`` not already in ``out``, writing each batch. ``paths`` is read
+    ``STREAM_CHUNK`` at a time, so a stream is scored as it arrives; the results file is read and
+    locked once for the whole run. ``detector`` may be a function that loads it: it is called
+    only if something is left to score."""
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
     with exclusive(out, "detect") if out is not None else contextlib.nullcontext():
-        todo, results = pending(paths, out, retry_errors)
+        results = ResultsFile(out) if out is not None else None
         if results is not None and results.repaired and log:
             log(f"{out}: cut {len(results.repaired)} incomplete record(s) left by an interrupted run "
                 f"(first: {results.repaired[0]!r}); those images are scored again")
-        if progress and len(paths) - len(todo):
-            progress(len(paths) - len(todo))
-        if not todo:
-            return
-        if results is not None and retry_errors:
-            results.drop({path_key(p) for p in todo})
-        from .detectors.base import Detector
-
-        det = detector if isinstance(detector, Detector) else detector()
-        det.eval()
-        writer = ResultWriter(results) if results is not None else None
+        done = results.done(retry_errors) if results is not None else set()
+        det, writer, tag = None, None, {}
+        stream = iter(paths)
         try:
-            for batch in _pipelined(det, [[str(p) for p in todo[s : s + batch_size]] for s in range(0, len(todo), batch_size)]):
-                if writer:
+            while chunk := list(itertools.islice(stream, STREAM_CHUNK)):
+                todo = [p for p in chunk if path_key(p) not in done]
+                if progress and len(chunk) - len(todo):
+                    progress(len(chunk) - len(todo))
+                if not todo:
+                    continue
+                if results is not None and retry_errors and results.drop({path_key(p) for p in todo}) and writer:
+                    writer.close()  # the file was replaced: append to the new one
+                    writer = ResultWriter(results)
+                if det is None:
+                    from .detectors.base import Detector
+
+                    det = detector if isinstance(detector, Detector) else detector()
+                    det.eval()
                     tag = {"precision": det.precision} if det.precision != "fp32" else {}
                     if det.runner is not None:
                         tag["runtime"] = det.runner.name
-                    writer.write({**p.as_record(), **tag} for p in batch)
-                if progress:
-                    progress(len(batch))
-                yield from batch
+                if writer is None and results is not None:
+                    writer = ResultWriter(results)
+                for batch in _pipelined(det, [[str(p) for p in todo[s : s + batch_size]]
+                                              for s in range(0, len(todo), batch_size)]):
+                    if writer:
+                        writer.write({**p.as_record(), **tag} for p in batch)
+                    if progress:
+                        progress(len(batch))
+                    yield from batch
+                    # what a later chunk must not score again (an error stays retryable, as in the file)
+                    done.update(path_key(p.path) for p in batch if not (retry_errors and p.error))
         finally:
             if writer:
                 writer.close()
