@@ -176,8 +176,7 @@ def evaluate(detector: Detector | str | Path | None, data: str | Path, out: str 
     from .eval.runner import write_outputs
 
     det = _detector(detector, device, precision, runtime)
-    cached = use_cache and det.precision == "fp32" and runtime == "torch"
-    result = run_eval(det, _dataset(data, suite, subset_depth, limit_per_class), use_cache=cached,
+    result = run_eval(det, _dataset(data, suite, subset_depth, limit_per_class), use_cache=use_cache,
                       batch_size=batch_size, progress=progress, bootstrap=bootstrap, cache_root=cache_dir)
     if out is not None:
         write_outputs(result, det, str(data), Path(out))
@@ -228,8 +227,7 @@ def compare(detectors: Sequence[str | Path | None], data: str | Path, out: str |
     for name, label in zip(names, labels):
         det = load_detector(name, device=device, precision=precision, runtime=runtime)
         bar = progress_factory(len(ds), f"eval {label}") if progress_factory else None
-        result = run_eval(det, ds, use_cache=use_cache and det.precision == "fp32" and runtime == "torch", batch_size=batch_size,
-                          progress=bar.update if bar else None,
+        result = run_eval(det, ds, use_cache=use_cache, batch_size=batch_size, progress=bar.update if bar else None,
                           bootstrap=bootstrap, cache_root=cache_dir)
         if bar:
             bar.close()

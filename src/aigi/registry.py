@@ -86,7 +86,7 @@ TRAINERS.register("dgs", "aigi.methods.dgs.trainer:train_dgs")
 REPORTS.register("ltd", "aigi.methods.ltd.report:write_report")
 REPORTS.register("mole", "aigi.methods.mole.report:write_report")
 
-# What computes a loaded detector's logits (aigi.runtimes): name → fn(detector, folder, config) or None
+# What computes a loaded detector's logits (aigi.runtimes): name → fn(detector, folder)
 RUNTIMES: Registry[Any] = Registry("runtime")
 RUNTIMES.register("torch", "aigi.runtimes.torch_modules:attach")
 RUNTIMES.register("onnxruntime", "aigi.runtimes.onnx:attach")

@@ -372,8 +372,7 @@ def read_image(source: ImageSource, max_pixels: int | None = None) -> Image.Imag
         except OSError as err:
             raise ImageReadError(name, _os_cause(err)) from None
         if not stat.S_ISREG(mode):  # opening a FIFO would block forever
-            kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or socket"
-            raise ImageReadError(name, f"not a regular file ({kind})")
+            raise ImageReadError(name, _not_regular(mode))
         try:
             fp = open(name, "rb")
         except OSError as err:
@@ -391,12 +390,17 @@ def read_image(source: ImageSource, max_pixels: int | None = None) -> Image.Imag
     raise TypeError(f"read_image() cannot read a {type(source).__name__}")
 
 
+def _not_regular(mode: int) -> str:
+    """Why a path that is not a regular file is refused (reading a pipe could block forever)."""
+    return f"not a regular file ({'a FIFO (named pipe)' if stat.S_ISFIFO(mode) else 'a device or socket'})"
+
+
 def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     """Hash of the file's bytes: the cache key, so renamed copies share results. A pipe or a
     device is refused (OSError) before it is opened: reading one could block forever."""
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
-        raise OSError(f"not a regular file ({'a FIFO (named pipe)' if stat.S_ISFIFO(mode) else 'a device or socket'})")
+        raise OSError(_not_regular(mode))
     digest = hashlib.sha256()
     with open(path, "rb") as fp:
         while block := fp.read(chunk):

@@ -84,8 +84,7 @@ def autocast(precision: str, device: "torch.device") -> ContextManager:
 
 def set_precision(detector: Any, precision: str) -> None:
     """Switch a loaded detector's inference precision (int8 cannot be undone: load it again)."""
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision '{precision}' (valid: {', '.join(PRECISIONS)})")
+    check_choice(precision)
     if precision == "auto":
         precision = choose(detector)
         log.info("precision auto: %s on this machine", precision)

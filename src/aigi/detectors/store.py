@@ -53,7 +53,7 @@ def load_detector(name_or_path: str | Path | None = None, device: str | torch.de
     check_choice(precision, runtime)  # before anything loads
     folder = resolve_detector(name_or_path)
     det = load_detector_dir(folder, device=device)
-    RUNTIMES.get(runtime)(det, folder, json.loads((folder / CONFIG_FILE).read_text()))
+    RUNTIMES.get(runtime)(det, folder)
     if precision != "fp32":
         set_precision(det, precision)
     return det

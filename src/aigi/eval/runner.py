@@ -69,8 +69,11 @@ def detector_logits(detector: Detector, ds: ImageDataset, batch_size: int = 32,
 
 def _probabilities(detector: Detector, ds: ImageDataset, use_cache: bool, batch_size: int, progress,
                    transform=None, transform_id: str = "", cache_root: str | Path | None = None):
-    """P(fake) for each readable sample; frozen detectors go through the feature cache."""
-    if use_cache and detector.cache_point() is not None:
+    """P(fake) for each readable sample; frozen detectors go through the feature cache, unless
+    they compute otherwise than the cache's fp32 torch features (a reduced precision, an
+    exported graph): those score from pixels."""
+    cached = detector.cache_point() is not None and detector.precision == "fp32" and detector.runner is None
+    if use_cache and cached:
         logits, kept, errors = cached_logits(detector, ds, batch_size, progress, transform, transform_id, cache_root)
         return dict(zip(kept, detector.to_probability(logits).tolist())), errors
     inputs = ds.paths if transform is None else [_transformed(p, transform) for p in ds.paths]

@@ -95,12 +95,12 @@ def _quantise(path: Path) -> None:
 class OrtRunner:
     """Logits from the exported graph, on onnxruntime's CPU provider."""
 
-    def __init__(self, folder: Path, config: dict[str, Any]) -> None:
+    def __init__(self, folder: Path) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
             raise InputError('the onnxruntime runtime needs its extra: pip install "aigi[onnx]"') from None
-        meta = config.get("onnx")
+        meta = json.loads((folder / CONFIG_FILE).read_text()).get("onnx")
         if not meta or not (folder / meta["file"]).is_file():
             raise InputError(f"{folder}: no ONNX graph; write one with: aigi export {folder} --out DIR --format onnx")
         spec = dict(meta["preprocess"])
@@ -117,6 +117,6 @@ class OrtRunner:
         return [float(x) for x in logit.reshape(-1)]
 
 
-def attach(detector: Any, folder: Path, config: dict[str, Any]) -> None:
-    """Score ``detector`` through its exported graph from now on."""
-    detector.runner = OrtRunner(folder, config)
+def attach(detector: Any, folder: Path) -> None:
+    """Score ``detector`` through its exported graph (``folder``'s config.json names it) from now on."""
+    detector.runner = OrtRunner(folder)

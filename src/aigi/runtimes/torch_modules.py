@@ -5,5 +5,5 @@ from pathlib import Path
 from typing import Any
 
 
-def attach(detector: Any, folder: Path, config: dict[str, Any]) -> None:
+def attach(detector: Any, folder: Path) -> None:
     detector.runner = None

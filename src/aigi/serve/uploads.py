@@ -22,9 +22,6 @@ class UploadError(Exception):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
 
-    def as_json(self) -> dict:
-        return {"status": self.status, "code": self.code, "message": self.message}
-
 
 @dataclass
 class Upload:

@@ -73,9 +73,9 @@ def train_pixels(detector: Detector, train_samples: Sequence[Sample], val_sample
                                          num_workers=config.workers, collate_fn=collate,
                                          generator=torch.Generator().manual_seed(seed))
     opt = make_optimizer(detector, config)
-    if ctx.cache_key is not None:  # validation through the cached frozen part
+    if ctx.cache_key is not None:  # validation through the cached frozen part (one row per crop)
         val_features, val_labels, _ = ctx.features(val_samples, "val")
-        validate = lambda: validation_ap(val_labels, detector.probabilities_from_features(val_features))  # noqa: E731  (one row per crop)
+        validate = lambda: validation_ap(val_labels, detector.probabilities_from_features(val_features))  # noqa: E731
     else:
         validate = ValidationAP(detector, val_samples, batch_size, ctx.cache_root)
     device = detector.device
