@@ -41,13 +41,17 @@ class TrainContext:
     backbone: Any = None  # the backbone the cache point is read from
     view: View = field(default_factory=View)  # the detector's view: ``view.crops`` feature rows per image
     _memo: dict[str, tuple[torch.Tensor, torch.Tensor, list[Sample]]] = field(default_factory=dict, repr=False)
+    _cache: FeatureCache | None = field(default=None, repr=False)
 
     @property
     def checkpoint_dir(self) -> Path | None:
         return self.run_dir / "checkpoint" if self.run_dir is not None else None
 
     def cache(self) -> FeatureCache:
-        return FeatureCache(self.backbone, root=self.cache_root)
+        """One cache for the run: its stores read their index files once, not per split and copy."""
+        if self._cache is None:
+            self._cache = FeatureCache(self.backbone, root=self.cache_root)
+        return self._cache
 
     def features(self, samples: Sequence[Sample], name: str) -> tuple[torch.Tensor, torch.Tensor, list[Sample]]:
         """The cache point's feature rows of ``samples`` (readable ones), with a label and a sample
