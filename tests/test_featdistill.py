@@ -25,7 +25,12 @@ from aigi.methods.featdistill.distillation import (
 )
 from aigi.methods.featdistill.model import FeatDistillExpert
 from aigi.methods.featdistill.trainer import epoch_order
-from aigi.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from aigi.training.checkpoint import (
+    CheckpointError,
+    Checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 TINY = "random:tiny-clip@0"
 
@@ -249,7 +254,7 @@ def test_resume_across_the_stage_boundary_reaches_the_same_weights(tiny_data, tm
     straight = train(_recipe(tiny_data, tmp_path / "straight", distill), echo=None)
     with pytest.raises(KeyboardInterrupt):
         train(_recipe(tiny_data, tmp_path / "cut", distill), progress_factory=_StopAfter(stop), echo=None)
-    _, meta = load_checkpoint(tmp_path / "cut" / "checkpoint")
+    _, meta = Checkpoints(tmp_path / "cut" / "checkpoint").load()
     assert meta["step"] == stop
     resumed = train(_recipe(tiny_data, tmp_path / "cut", distill, resume=True), echo=None)
     a, b = _weights(straight), _weights(resumed)
@@ -362,7 +367,7 @@ def test_cli_train_resume_and_describe_an_ensemble_recipe(tiny_data, tmp_path):
     res = CliRunner().invoke(app, ["train", str(tmp_path / "ens.yaml"), "--resume"])
     assert res.exit_code == 0 and "expert one: already trained" in res.output
     # an unusable checkpoint is a one-line error naming the folder
-    ckpt = tmp_path / "solo" / "checkpoint"
+    ckpt = tmp_path / "solo" / "checkpoint" / "step-000000003"
     ckpt.mkdir(parents=True)
     (ckpt / "state.json").write_text("{not json")
     res = CliRunner().invoke(app, ["train", str(tmp_path / "expert.yaml"), f"output={tmp_path / 'solo'}", "--resume"])

@@ -28,7 +28,7 @@ def _base(tiny_data: Path, out: Path, **extra) -> dict:
     ("trian.epochs=3", r"unknown config keys: trian \(did you mean 'train'\?\); valid at the top level: detector, "),
     ("train.epochs=five", r"train\.epochs: expected int, got 'five'"),
     ("train.lr=fast", r"train\.lr: expected float, got 'fast'"),
-    ("train.precision=fp16", r"train\.precision: must be one of fp32, bf16, not 'fp16'"),
+    ("train.precision=fp8", r"train\.precision: must be one of fp32, bf16, fp16, not 'fp8'"),
     ("calibration=plat", r"calibration: .*did you mean 'platt'"),
     ("augment.blur_sigma=[1]", r"augment\.blur_sigma: expected a list of 2"),
     ("data.val_fraction=1.5", r"data\.val_fraction must lie in \(0, 1\)"),

@@ -50,17 +50,20 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0  # DataLoader workers for trainers that read pixels
     from_pixels: bool = False  # the features trainer re-encodes every epoch even without augmentation
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the forward pass under autocast
-    resume: bool = False  # continue from <run>/checkpoint (trainers that keep one)
-    checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
+    # the forward pass under autocast: bf16, or fp16 with a loss scaler (a GPU)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    grad_accum: int = 1  # micro-batches per step: a step still sees batch_size images, in less memory
+    resume: bool = False  # continue from the newest checkpoint in <run>/checkpoint
+    checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends and on Ctrl-C only)
+    keep_checkpoints: int = 2  # the newest K checkpoints are kept
     keep_best: bool = True  # restore the epoch with the best validation AP at the end
     # how an epoch draws samples: uniformly, or with replacement so that every class (every
     # (subset, class) pair: a pool's sources) weighs the same whatever its size
     balance: Literal["none", "class", "subset_class"] = "none"
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "workers", "checkpoint_every"):
-            low = 1 if name == "batch_size" else 0
+        for name in ("epochs", "batch_size", "workers", "checkpoint_every", "grad_accum", "keep_checkpoints"):
+            low = 1 if name in ("batch_size", "grad_accum", "keep_checkpoints") else 0
             if getattr(self, name) < low:
                 raise ConfigError(f"train.{name} must be ≥ {low}, got {getattr(self, name)}")
         if self.lr <= 0:

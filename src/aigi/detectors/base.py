@@ -37,7 +37,7 @@ class Detector(Inference, Persistence, nn.Module):
     feature_key: ClassVar[str | None] = "embed"
     trainer: ClassVar[str] = "features"  # the TRAINERS entry `aigi train` runs for this detector
     embeds_backbone: ClassVar[bool] = False  # True: adapters live inside the backbone, which is then passed in loaded
-    resumable: ClassVar[bool] = False  # True: its trainer checkpoints and `aigi train --resume` continues a run
+    resumable: ClassVar[bool] = True  # its trainer checkpoints and `aigi train --resume` continues a run (the step loop)
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, threshold: float = 0.5) -> None:
         super().__init__()

@@ -51,6 +51,7 @@ class UnivFDNearestNeighbour(Detector):
     name = "univfd-knn"
     feature_key = "embed"
     trainer = "bank"  # no gradient training: the banks are the training embeddings
+    resumable = False  # nothing to resume: filling the banks is one pass over the cached features
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, threshold: float = 0.5, embed_dim: int = 512,
                  k: int = 1, temperature: float = 0.02, bank_size: int = 0) -> None:

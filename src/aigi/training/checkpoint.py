@@ -5,6 +5,12 @@ weights, optimiser moments, a teacher, a negative queue, RNG states) and
 ``state.json`` everything else (epoch, step, stage, history, optimiser
 hyper-parameters). It is written to a temporary folder and renamed into place,
 so a run killed while saving keeps its previous checkpoint intact.
+
+A run keeps a series of them (:class:`Checkpoints`): ``<run>/checkpoint/step-<N>``,
+the last ``train.keep_checkpoints`` kept, the newest complete one resumed from.
+Why not accelerate's ``save_state``: it pickles the optimiser and the RNG
+states (``optimizer.bin``, ``random_states_*.pkl``), and loading a pickle runs
+code; these files hold only tensors and JSON.
 """
 from __future__ import annotations
 
@@ -45,10 +51,53 @@ def save_checkpoint(folder: str | Path, tensors: dict[str, torch.Tensor], meta: 
     return folder
 
 
+def _complete(folder: Path) -> bool:
+    """Written to the end: both files, or its previous version (a crash between the two renames)."""
+    return (folder / META_FILE).is_file() or (folder.with_name(folder.name + ".old") / META_FILE).is_file()
+
+
+class Checkpoints:
+    """``<root>/step-<N>`` folders; the newest complete one is the run's state."""
+
+    PREFIX = "step-"
+
+    def __init__(self, root: str | Path, keep: int = 2) -> None:
+        self.root, self.keep = Path(root), max(1, keep)
+
+    def _steps(self) -> list[tuple[int, Path]]:
+        found = []
+        for path in self.root.glob(f"{self.PREFIX}*"):
+            number = path.name[len(self.PREFIX):].split(".")[0]
+            if number.isdigit() and not path.name.endswith(".tmp"):
+                found.append((int(number), self.root / f"{self.PREFIX}{number}"))
+        return sorted(set(found))
+
+    def latest(self) -> Path | None:
+        """The newest complete checkpoint (a save killed half-way left a ``.tmp`` folder, never a step)."""
+        for _, path in reversed(self._steps()):
+            if _complete(path):
+                return path
+        return None
+
+    def save(self, step: int, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+        path = save_checkpoint(self.root / f"{self.PREFIX}{step:09d}", tensors, meta)
+        complete = [p for _, p in self._steps() if _complete(p)]
+        for old in complete[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        for stale in self.root.glob("*.tmp"):  # a save killed half-way, superseded now
+            shutil.rmtree(stale, ignore_errors=True)
+        return path
+
+    def load(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        latest = self.latest()
+        if latest is None:
+            raise CheckpointError(f"{self.root}: no checkpoint to resume from")
+        return load_checkpoint(latest)
+
+
 def has_checkpoint(folder: str | Path) -> bool:
-    """A checkpoint is there, or its previous version (a crash between the two renames)."""
-    folder = Path(folder)
-    return folder.exists() or folder.with_name(folder.name + ".old").exists()
+    """A run's checkpoint folder holds a complete checkpoint to resume from."""
+    return Checkpoints(folder).latest() is not None
 
 
 def load_checkpoint(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -9,14 +9,44 @@ cached, and the run goes to the ``pixels`` trainer instead.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from ..config.recipe import TrainConfig
 from ..detectors import Detector
-from .trainer import TrainContext, balance_weights, epoch_order, make_optimizer
-from .validation import KeepBest, finish, format_row, validation_ap
+from .loop import SequentialOrders, Task, TrainLoop
+from .trainer import TrainContext, balance_weights
+from .validation import validation_ap
+
+
+class HeadTask(Task):
+    """Batches are rows of the cached features; the order is drawn from one generator, epoch after epoch."""
+
+    def __init__(self, detector: Detector, train: torch.Tensor, labels: torch.Tensor, val: torch.Tensor,
+                 val_labels: torch.Tensor, weights: torch.Tensor | None, seed: int) -> None:
+        self.detector, self.x, self.y, self.val, self.val_labels = detector, train, labels.float(), val, val_labels
+        self.order = SequentialOrders(train.shape[0], seed, weights)
+
+    def batches(self, chunks: list[list[int]], epoch: int):
+        for chunk in chunks:
+            idx = torch.tensor(chunk, dtype=torch.long)
+            yield self.x[idx], self.y[idx]
+
+    def step(self, batch, weight: float, loop: TrainLoop) -> dict[str, float]:
+        det = self.detector
+        with loop.autocast():
+            loss = det.losses(det.head_from_features(batch[0].to(det.device)), batch[1].to(det.device))["loss"]
+        loop.backward(loss * weight)
+        return {"train_loss": float(loss.detach())}
+
+    def validate(self) -> tuple[dict[str, Any], tuple | None]:
+        if not len(self.val):
+            return {}, None
+        with torch.no_grad():
+            logits = self.detector.head_from_features(self.val.to(self.detector.device)).float().cpu()
+        loss = float(torch.nn.functional.binary_cross_entropy_with_logits(logits, self.val_labels.float()))
+        ap = validation_ap(self.val_labels, logits)
+        return {"val_loss": loss, "val_ap": ap}, (0.0 if math.isnan(ap) else ap, -loss)
 
 
 def train_features(detector: Detector, train_samples, val_samples, ctx: TrainContext) -> dict[str, Any]:
@@ -27,45 +57,5 @@ def train_features(detector: Detector, train_samples, val_samples, ctx: TrainCon
         ctx.log(f"training from pixels (augmentation: {ctx.augment.active}): every epoch runs the backbone on every image")
         return train_pixels(detector, train_samples, val_samples, ctx)
     xtr, ytr, rows = ctx.features(train_samples, "train")
-    return train_head(detector, xtr, ytr, xva, yva, ctx.config, ctx.log, balance_weights(rows, ctx.config.balance))
-
-
-def train_head(detector: Detector, train: torch.Tensor, train_labels: torch.Tensor, val: torch.Tensor | None,
-               val_labels: torch.Tensor | None, config: TrainConfig, log: Callable[[str], None],
-               weights: torch.Tensor | None = None) -> dict[str, Any]:
-    epochs, batch_size = config.epochs, config.batch_size
-    gen = torch.Generator().manual_seed(config.seed)
-    opt = make_optimizer(detector, config)
-    device = detector.device
-    best = KeepBest()
-    history = []
-    y = train_labels.float()
-    steps_per_epoch = -(-train.shape[0] // batch_size)
-    total_steps, step = epochs * steps_per_epoch, 0
-    for epoch in range(1, epochs + 1):
-        detector.train()
-        order = epoch_order(train.shape[0], weights, gen)
-        total = 0.0
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            detector.on_train_progress(step / max(1, total_steps - 1))
-            step += 1
-            logits = detector.head_from_features(train[idx].to(device))
-            loss = detector.losses(logits, y[idx].to(device))["loss"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        row = {"epoch": epoch, "train_loss": total / len(order), **detector.epoch_report()}
-        if val is not None and val_labels is not None and len(val):
-            detector.eval()
-            with torch.no_grad():
-                vlogits = detector.head_from_features(val.to(device)).float().cpu()
-            vloss = float(torch.nn.functional.binary_cross_entropy_with_logits(vlogits, val_labels.float()))
-            vap = validation_ap(val_labels, vlogits)
-            row.update(val_loss=vloss, val_ap=vap)
-            best.offer((0.0 if math.isnan(vap) else vap, -vloss), detector, epoch)
-        history.append(row)
-        if epoch == 1 or epoch == epochs or epoch % max(1, epochs // 10) == 0:
-            log(format_row(row))
-    return finish(best, detector, config.epochs, config.keep_best, log, history)
+    task = HeadTask(detector, xtr, ytr, xva, yva, balance_weights(rows, ctx.config.balance), ctx.config.seed)
+    return TrainLoop(detector, task, ctx, xtr.shape[0]).run()

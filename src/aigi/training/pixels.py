@@ -19,8 +19,9 @@ from ..data.augment import Augmentations
 from ..data.datasets import Sample
 from ..data.io import ImageReadError, file_sha256, read_image
 from ..detectors import Detector
-from .trainer import TrainContext, balance_weights, make_optimizer
-from .validation import KeepBest, ValidationAP, finish, format_row, validation_ap
+from .loop import SequentialOrders, Task, TrainLoop
+from .trainer import TrainContext, balance_weights
+from .validation import ValidationAP, validation_ap
 
 
 class PixelDataset(torch.utils.data.Dataset):
@@ -60,57 +61,53 @@ def collate(batch):
     return torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch], dtype=torch.float32)
 
 
+def epoch_loader(data: PixelDataset, chunks: list[list[int]], epoch: int, workers: int) -> torch.utils.data.DataLoader:
+    """One epoch's batches, read in ``workers`` processes. One loader per epoch: workers copy the
+    dataset (and its epoch) when it starts; its own generator, so starting it draws nothing from
+    the global RNG (a resumed run's dropout replays the same draws)."""
+    data.epoch = epoch
+    return torch.utils.data.DataLoader(data, batch_sampler=chunks, num_workers=workers, collate_fn=collate,
+                                       generator=torch.Generator().manual_seed(data.seed * 100003 + epoch))
+
+
+class PixelTask(Task):
+    """Batches are read and augmented in a DataLoader (``train.workers``) over the loop's chunks."""
+
+    def __init__(self, detector: Detector, data: PixelDataset, weights: torch.Tensor | None, workers: int,
+                 validate: Callable[[], float], has_val: bool) -> None:
+        self.detector, self.data, self.workers, self.validate_ap, self.has_val = detector, data, workers, validate, has_val
+        self.order = SequentialOrders(len(data), data.seed, weights)
+
+    def batches(self, chunks: list[list[int]], epoch: int):
+        return epoch_loader(self.data, chunks, epoch, self.workers)
+
+    def step(self, batch, weight: float, loop: TrainLoop) -> dict[str, float]:
+        det = self.detector
+        with loop.autocast():
+            loss = det.losses(det(batch[0].to(det.device)), batch[1].to(det.device))["loss"]
+        loop.backward(loss * weight)
+        return {"train_loss": float(loss.detach())}
+
+    def validate(self) -> tuple[dict[str, Any], tuple | None]:
+        if not self.has_val:
+            return {}, None
+        ap = self.validate_ap()
+        return {"val_ap": ap}, (0.0 if math.isnan(ap) else ap,)
+
+
+def pixel_validation(detector: Detector, val_samples: Sequence[Sample], ctx: TrainContext) -> Callable[[], float]:
+    """Validation AP per epoch: through the cached frozen part (one row per crop), else from pixels."""
+    if ctx.cache_key is not None:
+        val_features, val_labels, _ = ctx.features(val_samples, "val")
+        return lambda: validation_ap(val_labels, detector.probabilities_from_features(val_features))
+    return ValidationAP(detector, val_samples, ctx.config.batch_size, ctx.cache_root)
+
+
 def train_pixels(detector: Detector, train_samples: Sequence[Sample], val_samples: Sequence[Sample],
                  ctx: TrainContext) -> dict[str, Any]:
-    config, log, progress_factory = ctx.config, ctx.log, ctx.progress_factory
-    epochs, batch_size, seed = config.epochs, config.batch_size, config.seed
-    data = PixelDataset(train_samples, detector.backbone.preprocess, ctx.augment, seed, detector.view,
+    config = ctx.config
+    data = PixelDataset(train_samples, detector.backbone.preprocess, ctx.augment, config.seed, detector.view,
                         detector.backbone.preprocess_spec.output_size)
-    weights = balance_weights(train_samples, config.balance)
-    sampler = torch.utils.data.WeightedRandomSampler(weights, len(weights), generator=torch.Generator().manual_seed(seed)) \
-        if weights is not None else None
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-                                         num_workers=config.workers, collate_fn=collate,
-                                         generator=torch.Generator().manual_seed(seed))
-    opt = make_optimizer(detector, config)
-    if ctx.cache_key is not None:  # validation through the cached frozen part (one row per crop)
-        val_features, val_labels, _ = ctx.features(val_samples, "val")
-        validate = lambda: validation_ap(val_labels, detector.probabilities_from_features(val_features))  # noqa: E731
-    else:
-        validate = ValidationAP(detector, val_samples, batch_size, ctx.cache_root)
-    device = detector.device
-    total_steps, step = epochs * len(loader), 0
-    history: list[dict[str, Any]] = []
-    best = KeepBest()
-    for epoch in range(1, epochs + 1):
-        data.epoch = epoch
-        detector.train()
-        bar = progress_factory(len(data), f"epoch {epoch}/{epochs}") if progress_factory else None
-        seen, total = 0, 0.0
-        every = max(1, len(loader) // 10)  # a log line per tenth of an epoch: long CPU epochs show progress
-        for i, batch in enumerate(loader, 1):
-            if batch is None:
-                continue
-            pixels, labels = batch[0].to(device), batch[1].to(device)
-            detector.on_train_progress(step / max(1, total_steps - 1))
-            step += 1
-            parts = detector.losses(detector(pixels), labels)
-            opt.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            opt.step()
-            seen += len(labels)
-            total += float(parts["loss"].detach()) * len(labels)
-            if bar:
-                bar.update(len(labels))
-            if i % every == 0 and i < len(loader):
-                log(f"epoch {epoch}: {seen}/{len(data)} images, loss {total / max(1, seen):.4f}")
-        if bar:
-            bar.close()
-        row: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(1, seen), "images": seen,
-                               **detector.epoch_report()}
-        if len(val_samples):
-            row["val_ap"] = validate()
-            best.offer((0.0 if math.isnan(row["val_ap"]) else row["val_ap"],), detector, epoch)
-        history.append(row)
-        log(format_row(row))
-    return finish(best, detector, config.epochs, config.keep_best, log, history)
+    task = PixelTask(detector, data, balance_weights(train_samples, config.balance), config.workers,
+                     pixel_validation(detector, val_samples, ctx), bool(len(val_samples)))
+    return TrainLoop(detector, task, ctx, len(data)).run()

@@ -30,6 +30,7 @@ from ..eval.metrics import score, tune_threshold
 from ..locks import exclusive
 from ..registry import DETECTORS, REPORTS, TRAINERS
 from .checkpoint import has_checkpoint
+from .distributed import device_for, make_accelerator
 from .trainer import BALANCING_TRAINERS, TrainContext
 
 
@@ -141,15 +142,18 @@ def train(config: dict[str, Any] | Recipe, progress_factory=None, echo: Callable
         raise ConfigError(f"train.balance: the '{trainer_name}' trainer of '{recipe.detector}' does not read it "
                           f"(only {', '.join(BALANCING_TRAINERS)} do); leave it at none")
     trainer = TRAINERS.get(trainer_name)
+    accelerator = make_accelerator(recipe.train.precision, recipe.device)
     out = Path(recipe.output_dir)
+    if not accelerator.is_main_process:  # under `accelerate launch`: the main process writes the run folder
+        return _run(recipe, trainer, out, progress_factory, None, accelerator)
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out, "train"):  # a second run into the same folder fails at once
-        return _run(recipe, trainer, out, progress_factory, echo)
+        return _run(recipe, trainer, out, progress_factory, echo, accelerator)
 
 
 # Keys a resumed run may change: they do not change what the checkpoint was trained with.
-RESUME_MAY_CHANGE = ("train.resume", "train.epochs", "train.checkpoint_every", "train.workers", "device",
-                     "features.batch_size", "features.cache_dir")
+RESUME_MAY_CHANGE = ("train.resume", "train.epochs", "train.checkpoint_every", "train.keep_checkpoints",
+                     "train.workers", "train.grad_accum", "device", "features.batch_size", "features.cache_dir")
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -178,17 +182,23 @@ def _check_resume(recipe: Recipe, out: Path) -> None:
                           "the old values: set them back, or train into a new output folder")
 
 
-def _run(recipe: Recipe, trainer, out: Path, progress_factory, echo) -> Path:
+def _run(recipe: Recipe, trainer, out: Path, progress_factory, echo, accelerator) -> Path:
+    main = accelerator.is_main_process
     _check_resume(recipe, out)
-    if not recipe.train.resume:
+    if main and not recipe.train.resume:
         (out / "train.log").write_text("")
-    log = RunLog(out / "train.log", echo)
-    (out / "config.yaml").write_text(yaml.safe_dump(recipe.as_dict(), sort_keys=False))
+    log = RunLog(out / "train.log", echo) if main else (lambda message: None)
+    if main:
+        (out / "config.yaml").write_text(yaml.safe_dump(recipe.as_dict(), sort_keys=False))
+    if accelerator.num_processes > 1:
+        log(f"{accelerator.num_processes} processes ({accelerator.distributed_type}); each step's "
+            f"{recipe.train.batch_size} images are split between them")
     torch.manual_seed(recipe.train.seed)
     train_ds, val_ds = _datasets(recipe, log)
 
-    backbone = load_backbone(recipe.backbone, device=recipe.device).freeze()
-    detector = build_detector(recipe, backbone).to(recipe.device)
+    device = device_for(accelerator, recipe.device)
+    backbone = load_backbone(recipe.backbone, device=str(device)).freeze()
+    detector = build_detector(recipe, backbone).to(device)
     detector.attach_backbone(backbone)
     detector.view = View.parse(recipe.view)
     report = detector.parameter_report()
@@ -199,11 +209,14 @@ def _run(recipe: Recipe, trainer, out: Path, progress_factory, echo) -> Path:
     ctx = TrainContext(config=recipe.train, augment=Augmentations.from_config(recipe.as_dict()["augment"]), log=log,
                        progress_factory=progress_factory, run_dir=out, cache_root=recipe.features.cache_dir,
                        feature_batch_size=recipe.features.batch_size, cache_key=detector.cache_point(),
-                       backbone=detector.backbone, view=detector.view)
+                       backbone=detector.backbone, view=detector.view, accelerator=accelerator)
     t0 = time.time()
     log(f"trainer: {detector.trainer}")
     summary = trainer(detector, train_ds.samples, val_ds.samples, ctx)
     fit_seconds = time.time() - t0
+    accelerator.wait_for_everyone()
+    if not main:  # the same weights are in every process; the main one finishes the run
+        return out
     logits, yva, val_samples, xva = _validation_logits(detector, val_ds, ctx)
     if recipe.calibration not in (None, "none"):
         detector.calibration = fit_calibration(logits, yva, recipe.calibration)

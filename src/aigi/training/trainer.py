@@ -40,8 +40,14 @@ class TrainContext:
     cache_key: str | None = None  # the detector's cache point
     backbone: Any = None  # the backbone the cache point is read from
     view: View = field(default_factory=View)  # the detector's view: ``view.crops`` feature rows per image
+    accelerator: Any = None  # this process's accelerate.Accelerator (:mod:`.distributed`); the run makes it
     _memo: dict[str, tuple[torch.Tensor, torch.Tensor, list[Sample]]] = field(default_factory=dict, repr=False)
     _cache: FeatureCache | None = field(default=None, repr=False)
+
+    @property
+    def is_main(self) -> bool:
+        """The process that logs and writes (the only one without a multi-process launch)."""
+        return self.accelerator is None or self.accelerator.is_main_process
 
     @property
     def checkpoint_dir(self) -> Path | None:
@@ -61,6 +67,14 @@ class TrainContext:
             return self._memo[name]
         if self.cache_key is None:
             raise RuntimeError("this detector has no frozen part to cache")
+        if self.accelerator is not None and self.accelerator.num_processes > 1:
+            with self.accelerator.main_process_first():  # one process encodes, the others read its cache
+                self._memo[name] = self._features(samples, name)
+            return self._memo[name]
+        self._memo[name] = self._features(samples, name)
+        return self._memo[name]
+
+    def _features(self, samples: Sequence[Sample], name: str) -> tuple[torch.Tensor, torch.Tensor, list[Sample]]:
         variants: list[tuple[Any, str]] = [(None, "")]
         copies = self.augment.copies
         if name == "train" and copies.n:
@@ -83,8 +97,7 @@ class TrainContext:
             rows.append(result.features[self.cache_key])
             labels.extend(s.label for s in kept)
             kept_samples.extend(kept)
-        self._memo[name] = (torch.cat(rows), torch.tensor(labels, dtype=torch.float32), kept_samples)
-        return self._memo[name]
+        return torch.cat(rows), torch.tensor(labels, dtype=torch.float32), kept_samples
 
 
 def make_optimizer(detector: Detector, config: TrainConfig, extra: Sequence[torch.nn.Parameter] = ()) -> torch.optim.Optimizer:

@@ -16,10 +16,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ...errors import ConfigError
 from ...paths import cache_dir
+from ...training.loop import SequentialOrders, Task, TrainLoop
 from ...training.pixels import PixelDataset, collate
-from ...training.trainer import TrainContext, make_optimizer
-from ...training.validation import KeepBest, ValidationAP, finish, format_row
+from ...training.trainer import TrainContext
+from ...training.validation import ValidationAP
 from .captions import captions_for
 from .model import DGSDetector
 from .surgery import per_sample_embedding_grad, surgered_gradient
@@ -44,9 +46,10 @@ def cached_text_embeddings(detector: DGSDetector, captions: Sequence[str]) -> di
     return {c: store[key(c)] for c in set(captions)}
 
 
-def training_step(detector: DGSDetector, pixels: torch.Tensor, labels: torch.Tensor, text_embeds: torch.Tensor,
-                  optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """One DGS update: heads from their own losses, the student from the surgered gradient."""
+def dgs_backward(detector: DGSDetector, pixels: torch.Tensor, labels: torch.Tensor, text_embeds: torch.Tensor,
+                 weight: float = 1.0) -> dict[str, float]:
+    """The gradients of one DGS update, scaled by ``weight`` (a micro-batch's share of the batch):
+    heads from their own losses, the student from the surgered gradient."""
     bce = nn.functional.binary_cross_entropy_with_logits
     y = labels.float()
     n = len(y)
@@ -61,55 +64,67 @@ def training_step(detector: DGSDetector, pixels: torch.Tensor, labels: torch.Ten
     g_task = per_sample_embedding_grad(loss_img, f) / n  # the mean loss's gradient, per sample
     g_text = per_sample_embedding_grad(loss_text, t) / n
     g_img = per_sample_embedding_grad(loss_teacher, f_t) / n
-    optimizer.zero_grad(set_to_none=True)
     if detector.distill == "gradient":
         g = surgered_gradient(g_task, g_text, g_img, beta=detector.beta, suppress=detector.suppress)
     else:  # ablation: global feature distillation ||f − f^T||² instead of gradient alignment
         g = surgered_gradient(g_task, g_text, None, suppress=detector.suppress)
         g = g + detector.feature_weight * 2.0 * (f.detach() - f_teacher) / n
-    f.backward(g)
+    f.backward(g * weight)
     heads = (bce(detector.head(f.detach()).squeeze(-1), y) + loss_text.mean() + loss_teacher.mean())
-    heads.backward()
-    optimizer.step()
+    (heads * weight).backward()
     return {"loss_img": float(loss_img.detach().mean()), "loss_text": float(loss_text.detach().mean()),
             "loss_teacher": float(loss_teacher.detach().mean())}
+
+
+def training_step(detector: DGSDetector, pixels: torch.Tensor, labels: torch.Tensor, text_embeds: torch.Tensor,
+                  optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """One whole DGS update on one batch (the trainer's loop splits a batch into micro-batches)."""
+    optimizer.zero_grad(set_to_none=True)
+    parts = dgs_backward(detector, pixels, labels, text_embeds)
+    optimizer.step()
+    return parts
+
+
+class DGSTask(Task):
+    """Each image comes with its caption's cached text embedding; no autocast: the surgery's
+    per-sample gradients are computed in fp32."""
+
+    def __init__(self, detector: DGSDetector, data: PixelDataset, text: torch.Tensor, validate: ValidationAP,
+                 has_val: bool) -> None:
+        self.detector, self.data, self.text, self.validate_ap, self.has_val = detector, data, text, validate, has_val
+        self.order = SequentialOrders(len(data), data.seed)
+
+    def batches(self, chunks: list[list[int]], epoch: int):
+        self.data.epoch = epoch
+        for chunk in chunks:
+            items = [(i, self.data[i]) for i in chunk]
+            batch = collate([item for _, item in items])
+            valid = [i for i, item in items if item is not None]  # unreadable files are skipped
+            yield None if batch is None else (batch[0], batch[1], self.text[valid])
+
+    def step(self, batch, weight: float, loop: TrainLoop) -> dict[str, float]:
+        dev = self.detector.device
+        return dgs_backward(self.detector, batch[0].to(dev), batch[1].to(dev), batch[2].to(dev), weight)
+
+    def validate(self) -> tuple[dict[str, Any], tuple | None]:
+        if not self.has_val:
+            return {}, None
+        ap = self.validate_ap()
+        return {"val_ap": ap}, (0.0 if np.isnan(ap) else ap,)
 
 
 def train_dgs(detector: DGSDetector, train_samples, val_samples, ctx: TrainContext) -> dict[str, Any]:
     """DGS training: captions and their text embeddings are computed once, then
     every step runs the student, the frozen teacher and the surgery."""
     config, log = ctx.config, ctx.log
-    epochs, batch_size, seed = config.epochs, config.batch_size, config.seed
+    if config.precision != "fp32":
+        raise ConfigError(f"train.precision: the dgs trainer computes its per-sample gradients in fp32; "
+                          f"got {config.precision}")
     captions = captions_for(train_samples, detector.captions)
     table = cached_text_embeddings(detector, captions)
     text = torch.stack([table[c] for c in captions])
     log(f"captions ({detector.captions}): {len(table)} distinct, text tower {detector.text_spec}")
-    data = PixelDataset(train_samples, detector.student.preprocess, ctx.augment, seed)
-    indexed = torch.utils.data.TensorDataset(torch.arange(len(data)))
-    loader = torch.utils.data.DataLoader(indexed, batch_size=batch_size, shuffle=True,
-                                         generator=torch.Generator().manual_seed(seed))
-    opt = make_optimizer(detector, config)
-    best, history = KeepBest(), []
-    validate = ValidationAP(detector, val_samples, batch_size, ctx.cache_root)
-    for epoch in range(1, epochs + 1):
-        data.epoch = epoch
-        detector.train()
-        totals: dict[str, float] = {}
-        seen = 0
-        for (idx,) in loader:
-            items = [(int(i), data[int(i)]) for i in idx]
-            valid = [i for i, item in items if item is not None]  # unreadable files are skipped
-            batch = collate([item for _, item in items])
-            if batch is None:
-                continue
-            pixels, labels = batch[0].to(detector.device), batch[1].to(detector.device)
-            parts = training_step(detector, pixels, labels, text[valid].to(detector.device), opt)
-            seen += len(labels)
-            for k, v in parts.items():
-                totals[k] = totals.get(k, 0.0) + v * len(labels)
-        row: dict[str, Any] = {"epoch": epoch, "images": seen, **{k: v / max(1, seen) for k, v in totals.items()}}
-        row["val_ap"] = validate()
-        best.offer((0.0 if np.isnan(row["val_ap"]) else row["val_ap"],), detector, epoch)
-        history.append(row)
-        log(format_row(row))
-    return finish(best, detector, config.epochs, config.keep_best, log, history)
+    data = PixelDataset(train_samples, detector.student.preprocess, ctx.augment, config.seed)
+    task = DGSTask(detector, data, text, ValidationAP(detector, val_samples, config.batch_size, ctx.cache_root),
+                   bool(len(val_samples)))
+    return TrainLoop(detector, task, ctx, len(data)).run()

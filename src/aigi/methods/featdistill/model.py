@@ -65,7 +65,6 @@ class MLPHead(nn.Sequential):
 class FeatDistillExpert(AdaptedDetector):
     name = "featdistill"
     trainer = "two_stage"
-    resumable = True
 
     def __init__(
         self,
