@@ -87,12 +87,21 @@ def methods() -> list[str]:
 
 
 def find_images(paths: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, str]], dict[str, int]]:
-    """Files, folders (recursive; images found by name or by content) and glob patterns → image
-    paths, the inputs that gave none, and what folders held that was skipped (reason → count)."""
+    """Files, folders (recursive; images found by name or by content), glob patterns and lists of
+    paths (.csv/.jsonl/.parquet/.txt, :mod:`aigi.data.path_lists`) → image paths, the inputs that
+    gave none, and what folders held that was skipped (reason → count)."""
     from .data.io import list_images
+    from .data.path_lists import is_path_list, read_path_list
 
     skipped: dict[str, int] = {}
-    files, problems = list_images([str(p) for p in paths], skipped=skipped)
+    lists = [p for p in paths if is_path_list(p)]
+    files, problems = list_images([str(p) for p in paths if p not in lists], skipped=skipped)
+    seen = {str(f) for f in files}
+    for listed in lists:  # every listed path is kept: a missing file gets its error record, not a warning
+        for f in read_path_list(listed):
+            if str(f) not in seen:
+                seen.add(str(f))
+                files.append(f)
     return files, problems, skipped
 
 
@@ -116,6 +125,24 @@ def detect(paths: Iterable[str | Path], detector: Detector | str | Path | None =
     yield from run_detect(lambda: _detector(detector, device, precision, runtime), (Path(p) for p in paths),
                           out=Path(out) if out else None, batch_size=batch_size, retry_errors=retry_errors,
                           progress=progress, log=log)
+
+
+def detect_scaled(paths: Sequence[str | Path], detector: str | Path | None = None, out: str | Path = "results",
+                  engine: str = "ray", batch_size: int = 16, address: str | None = None, actors: int = 1,
+                  device: str = "cpu", precision: str = "fp32", runtime: str = "torch",
+                  log: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Score ``paths`` on a scale-out engine (``ray``: Ray Data, :mod:`aigi.engines.ray_data`)
+    into a folder of Parquet files; a rerun with the same ``out`` scores only what is missing.
+    Returns counts: scored (now), fake, real, error, already (in ``out`` before)."""
+    from .detectors.precision import check_choice
+    from .devices import check_device
+    from .registry import ENGINES
+
+    check_device(device)
+    check_choice(precision, runtime)
+    return ENGINES.get(engine)([Path(p) for p in paths], None if detector is None else str(detector), out,
+                               batch_size=batch_size, address=address, actors=actors, device=device,
+                               precision=precision, runtime=runtime, log=log or (lambda m: None))
 
 
 def detector_info(name_or_path: str | Path | None = None) -> dict:

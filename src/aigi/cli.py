@@ -84,19 +84,31 @@ def _bar(total: int | None, desc: str):
 
 @app.command()
 def detect(
-    paths: List[str] = typer.Argument(..., help="Files, folders (searched recursively) or glob patterns; "
-                                      "'-' reads one path per line from stdin, scoring as they come."),
+    paths: List[str] = typer.Argument(..., help="Files, folders (searched recursively), glob patterns or lists of "
+                                      "paths (.csv/.jsonl/.parquet with a 'path' column, .txt); '-' reads one path "
+                                      "per line from stdin, scoring as they come."),
     detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Shipped name, detector folder or run folder (default: the shipped default)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to this .jsonl or .csv; re-running resumes."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to this .jsonl or .csv (--engine ray: "
+                                       "a folder of Parquet files); re-running resumes."),
     batch_size: int = typer.Option(16, min=1, help="Images per forward pass."),
     retry_errors: bool = typer.Option(False, help="On resume, score again files that failed before."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps ..."),
     precision: str = typer.Option("fp32", help=PRECISION_HELP),
     runtime: str = typer.Option("torch", help=RUNTIME_HELP),
+    engine: str = typer.Option("local", help="local (this process), or ray: Ray Data tasks decode, an actor pool "
+                               "scores, Parquet out (pip install 'aigi[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, help="--engine ray: the cluster to join (ray://head:10001, "
+                                              "or auto on a node); without it Ray starts on this machine."),
+    actors: int = typer.Option(1, min=1, help="--engine ray: scoring actors, one detector each (one GPU each "
+                               "with --device cuda)."),
 ) -> None:
     """Score images: P(fake) and a verdict per file."""
     with _errors():
         threshold = api.detector_info(detector)["threshold"]  # fails early on a bad name, loads nothing
+        if engine != "local":
+            _detect_scaled(engine, paths, detector, out, batch_size, retry_errors, ray_address, actors, device,
+                           precision, runtime, threshold)
+            return
         if paths == ["-"]:  # a stream: paths are scored as they arrive; the total is unknown
             files, skipped = (line.strip() for line in sys.stdin if line.strip()), {}
         else:
@@ -125,6 +137,31 @@ def detect(
         if skipped:
             summary += "; skipped in folders: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
         typer.echo(summary + f" (threshold {threshold:.3f})", err=True)
+
+
+def _detect_scaled(engine: str, paths: list[str], detector: str | None, out: Path | None, batch_size: int,
+                   retry_errors: bool, address: str | None, actors: int, device: str, precision: str, runtime: str,
+                   threshold: float) -> None:
+    from .registry import ENGINES
+
+    ENGINES.get(engine)  # an unknown engine fails here, naming the known ones
+    if out is None:
+        _fail(f"--engine {engine} writes its results to a folder: give one with --out")
+    if retry_errors or paths == ["-"]:
+        _fail(f"--engine {engine} takes paths, folders or lists (not '-'), and no --retry-errors: "
+              "delete the error records' files from the output folder to score them again")
+    files, problems, skipped = api.find_images(paths)
+    for inp, reason in problems:
+        typer.echo(f"warning: {inp}: {reason}", err=True)
+    if not files:
+        _fail("no images to score")
+    c = api.detect_scaled(files, detector, out, engine=engine, batch_size=batch_size, address=address, actors=actors,
+                          device=device, precision=precision, runtime=runtime,
+                          log=lambda m: typer.echo(f"note: {m}", err=True))
+    summary = f"{c['scored']} scored now: {c['fake']} fake, {c['real']} real, {c['error']} unreadable"
+    if c["already"]:
+        summary += f"; {c['already']} already in {out}"
+    typer.echo(summary + f" (threshold {threshold:.3f}); results: {out}/*.parquet", err=True)
 
 
 @app.command(context_settings={"allow_extra_args": False})

@@ -90,3 +90,9 @@ REPORTS.register("mole", "aigi.methods.mole.report:write_report")
 RUNTIMES: Registry[Any] = Registry("runtime")
 RUNTIMES.register("torch", "aigi.runtimes.torch_modules:attach")
 RUNTIMES.register("onnxruntime", "aigi.runtimes.onnx:attach")
+
+# Where `aigi detect --engine NAME` scores beyond one process (aigi.engines): name → fn(paths,
+# detector, out, batch_size, address, actors, device, precision, runtime, log) → counts.
+# The default engine, "local", is aigi.scoring.
+ENGINES: Registry[Any] = Registry("engine")
+ENGINES.register("ray", "aigi.engines.ray_data:detect_ray")

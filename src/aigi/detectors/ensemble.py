@@ -14,10 +14,9 @@ from typing import Any, Sequence
 
 import torch
 
-from ..data.io import ImageReadError, read_image
 from ..errors import InputError
 from .base import CONFIG_FILE, Detector, Prediction
-from .inference import PreparedBatch, input_names
+from .inference import ImageReader, PreparedBatch
 from .store import load_detector_dir, resolve_detector
 
 MEMBERS_DIR = "members"
@@ -72,17 +71,9 @@ class EnsembleDetector(Detector):
     def experts(self) -> list[Detector]:
         return list(self.members.values())
 
-    def prepare_batch(self, items: list[Any], names: list[str] | None = None) -> PreparedBatch:
+    def preparer(self) -> ImageReader:
         """Read each input once for all experts (each cuts its own view from the decoded image)."""
-        names = names or input_names(items)
-        images, rows, errors = [], [], {}
-        for i, item in enumerate(items):
-            try:
-                images.append(read_image(item))
-                rows.append(i)
-            except ImageReadError as exc:
-                errors[i] = exc.cause
-        return PreparedBatch(list(names), images, rows, errors)
+        return ImageReader()
 
     @torch.no_grad()
     def score_batch(self, batch: PreparedBatch) -> list[Prediction]:

@@ -49,6 +49,48 @@ class Prediction:
         return rec
 
 
+@dataclass(frozen=True)
+class ViewPreparer:
+    """Read each input, cut the view's crops and pre-process them into one pixel tensor."""
+
+    view: Any  # aigi.backbones.views.View
+    spec: Any  # aigi.backbones.preprocess.PreprocessSpec
+
+    def __call__(self, items: list[Any], names: list[str] | None = None) -> PreparedBatch:
+        names = names or input_names(items)
+        errors: dict[int, str] = {}
+        crops, owner = [], []
+        for i, item in enumerate(items):
+            try:
+                image = read_image(item)
+            except ImageReadError as exc:
+                errors[i] = exc.cause
+                continue
+            for crop in self.view.apply(image, self.spec.output_size):
+                crops.append(crop)
+                owner.append(i)
+        pixels, kept, failed = prepare(crops, self.spec)
+        for j, cause in failed.items():
+            errors.setdefault(owner[j], cause)
+        return PreparedBatch(list(names), pixels, [owner[j] for j in kept], errors)
+
+
+@dataclass(frozen=True)
+class ImageReader:
+    """Read each input, nothing more (an ensemble's members each cut their own view)."""
+
+    def __call__(self, items: list[Any], names: list[str] | None = None) -> PreparedBatch:
+        names = names or input_names(items)
+        images, rows, errors = [], [], {}
+        for i, item in enumerate(items):
+            try:
+                images.append(read_image(item))
+                rows.append(i)
+            except ImageReadError as exc:
+                errors[i] = exc.cause
+        return PreparedBatch(list(names), images, rows, errors)
+
+
 class Inference:
     """P(fake), verdicts and batch prediction on top of the detector's forward pass."""
 
@@ -95,27 +137,16 @@ class Inference:
                 progress(stop - start)
         return results
 
+    def preparer(self) -> "ViewPreparer":
+        """The CPU half of scoring as a small picklable object (no weights), so that reading and
+        pre-processing can run in another thread, process or machine (:mod:`aigi.engines`)."""
+        return ViewPreparer(self.view, self.preprocess_spec)
+
     def prepare_batch(self, items: list[Any], names: list[str] | None = None) -> PreparedBatch:
         """The CPU half of scoring, without the model: read each input, cut the detector's view
         and pre-process the crops. It touches no module state, so a worker thread can prepare the
         next batch while the model scores this one (:mod:`aigi.scoring`)."""
-        names = names or input_names(items)
-        spec = self.preprocess_spec
-        errors: dict[int, str] = {}
-        crops, owner = [], []
-        for i, item in enumerate(items):
-            try:
-                image = read_image(item)
-            except ImageReadError as exc:
-                errors[i] = exc.cause
-                continue
-            for crop in self.view.apply(image, spec.output_size):
-                crops.append(crop)
-                owner.append(i)
-        pixels, kept, failed = prepare(crops, spec)
-        for j, cause in failed.items():
-            errors.setdefault(owner[j], cause)
-        return PreparedBatch(list(names), pixels, [owner[j] for j in kept], errors)
+        return self.preparer()(items, names)
 
     @torch.no_grad()
     def score_batch(self, batch: PreparedBatch) -> list[Prediction]:
