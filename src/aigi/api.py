@@ -127,6 +127,15 @@ def detect(paths: Iterable[str | Path], detector: Detector | str | Path | None =
                           progress=progress, log=log)
 
 
+def check_engine(name: str) -> None:
+    """An unknown engine is a one-line error naming the known ones, before any work."""
+    from .errors import InputError
+    from .registry import ENGINES
+
+    if name != "local" and name not in ENGINES.names():
+        raise InputError(f"unknown engine '{name}' (known: local, {', '.join(ENGINES.names())})")
+
+
 def detect_scaled(paths: Sequence[str | Path], detector: str | Path | None = None, out: str | Path = "results",
                   engine: str = "ray", batch_size: int = 16, address: str | None = None, actors: int = 1,
                   device: str = "cpu", precision: str = "fp32", runtime: str = "torch",
@@ -140,6 +149,7 @@ def detect_scaled(paths: Sequence[str | Path], detector: str | Path | None = Non
 
     check_device(device)
     check_choice(precision, runtime)
+    check_engine(engine)
     return ENGINES.get(engine)([Path(p) for p in paths], None if detector is None else str(detector), out,
                                batch_size=batch_size, address=address, actors=actors, device=device,
                                precision=precision, runtime=runtime, log=log or (lambda m: None))

@@ -142,9 +142,7 @@ def detect(
 def _detect_scaled(engine: str, paths: list[str], detector: str | None, out: Path | None, batch_size: int,
                    retry_errors: bool, address: str | None, actors: int, device: str, precision: str, runtime: str,
                    threshold: float) -> None:
-    from .registry import ENGINES
-
-    ENGINES.get(engine)  # an unknown engine fails here, naming the known ones
+    api.check_engine(engine)  # an unknown engine fails here, naming the known ones
     if out is None:
         _fail(f"--engine {engine} writes its results to a folder: give one with --out")
     if retry_errors or paths == ["-"]:

@@ -66,7 +66,10 @@ def _val_probabilities(run: Path) -> dict[str, tuple[int, float]]:
 
 def train_ensemble(config: dict[str, Any], train_one: Callable[..., Path], progress_factory=None,
                    echo: Callable[[str], None] | None = print) -> Path:
-    say = echo or (lambda _m: None)
+    from accelerate import PartialState
+
+    main = PartialState().is_main_process  # under `accelerate launch`, one process speaks and writes
+    say = (echo if main else None) or (lambda _m: None)
     out = Path(str(config.get("output") or "runs/ensemble"))
     runs: dict[str, Path] = {}
     configs = expert_configs(config)  # all checked before the first expert trains
@@ -79,6 +82,8 @@ def train_ensemble(config: dict[str, Any], train_one: Callable[..., Path], progr
             say(f"expert {name}: training into {run}")
             run = train_one(cfg, progress_factory=progress_factory, echo=echo)
         runs[name] = run
+    if not main:
+        return out
     weights = config.get("weights")
     det = EnsembleDetector.from_detectors({n: r / "detector" for n, r in runs.items()}, weights=weights,
                                           out=out / "detector")

@@ -21,7 +21,7 @@ from ..data.io import ImageReadError, file_sha256, read_image
 from ..detectors import Detector
 from .loop import SequentialOrders, Task, TrainLoop
 from .trainer import TrainContext, balance_weights
-from .validation import ValidationAP, validation_ap
+from .validation import validation_ap
 
 
 class PixelDataset(torch.utils.data.Dataset):
@@ -100,7 +100,7 @@ def pixel_validation(detector: Detector, val_samples: Sequence[Sample], ctx: Tra
     if ctx.cache_key is not None:
         val_features, val_labels, _ = ctx.features(val_samples, "val")
         return lambda: validation_ap(val_labels, detector.probabilities_from_features(val_features))
-    return ValidationAP(detector, val_samples, ctx.config.batch_size, ctx.cache_root)
+    return ctx.validation(detector, val_samples)
 
 
 def train_pixels(detector: Detector, train_samples: Sequence[Sample], val_samples: Sequence[Sample],

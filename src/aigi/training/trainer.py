@@ -12,6 +12,7 @@ trainer reads from the recipe comes through ``ctx.config``, one typed
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,6 +25,7 @@ from ..data.augment import Augmentations
 from ..data.datasets import Sample
 from ..detectors import Detector
 from ..features import FeatureCache
+from .validation import ValidationAP
 
 ProgressFactory = Callable[[int, str], Any]  # (total, description) → an object with update(n) and close()
 
@@ -67,12 +69,21 @@ class TrainContext:
             return self._memo[name]
         if self.cache_key is None:
             raise RuntimeError("this detector has no frozen part to cache")
-        if self.accelerator is not None and self.accelerator.num_processes > 1:
-            with self.accelerator.main_process_first():  # one process encodes, the others read its cache
-                self._memo[name] = self._features(samples, name)
-            return self._memo[name]
-        self._memo[name] = self._features(samples, name)
+        with self.main_first():
+            self._memo[name] = self._features(samples, name)
         return self._memo[name]
+
+    def validation(self, detector: Detector, samples: Sequence[Sample]) -> ValidationAP:
+        """Validation AP per epoch for a trainer that reads pixels (cached when it can be)."""
+        with self.main_first():
+            return ValidationAP(detector, samples, self.config.batch_size, self.cache_root)
+
+    def main_first(self):
+        """Under a multi-process launch the main process fills the feature cache first and the
+        others then read it, instead of all encoding the same images at once."""
+        if self.accelerator is not None and self.accelerator.num_processes > 1:
+            return self.accelerator.main_process_first()
+        return contextlib.nullcontext()
 
     def _features(self, samples: Sequence[Sample], name: str) -> tuple[torch.Tensor, torch.Tensor, list[Sample]]:
         variants: list[tuple[Any, str]] = [(None, "")]

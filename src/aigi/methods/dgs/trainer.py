@@ -125,6 +125,6 @@ def train_dgs(detector: DGSDetector, train_samples, val_samples, ctx: TrainConte
     text = torch.stack([table[c] for c in captions])
     log(f"captions ({detector.captions}): {len(table)} distinct, text tower {detector.text_spec}")
     data = PixelDataset(train_samples, detector.student.preprocess, ctx.augment, config.seed)
-    task = DGSTask(detector, data, text, ValidationAP(detector, val_samples, config.batch_size, ctx.cache_root),
+    task = DGSTask(detector, data, text, ctx.validation(detector, val_samples),
                    bool(len(val_samples)))
     return TrainLoop(detector, task, ctx, len(data)).run()

@@ -23,7 +23,6 @@ from ...errors import InputError
 from ...training.loop import Task, TrainLoop
 from ...training.pixels import PixelDataset, epoch_loader
 from ...training.trainer import TrainContext
-from ...training.validation import ValidationAP
 from .distillation import DISTILLATIONS
 from .model import FeatDistillExpert
 
@@ -48,7 +47,7 @@ class TwoStageTask(Task):
         self.distiller = DISTILLATIONS.get(detector.distill)(detector)
         self.data = PixelDataset(train_samples, detector.backbone.preprocess, ctx.augment, self.seed)
         self.per_epoch = math.ceil(len(self.data) / self.batch_size)
-        self.validate_ap = ValidationAP(detector, val_samples, self.batch_size, ctx.cache_root)
+        self.validate_ap = ctx.validation(detector, val_samples)
 
     def stage(self, epoch: int) -> int:
         return 1 if epoch <= self.stage1 else 2
