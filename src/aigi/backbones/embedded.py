@@ -159,26 +159,53 @@ def _read_initialisers(onnx_bytes: bytes) -> tuple[dict[str, torch.Tensor], list
     return stored, sorted(set(inits) - used)
 
 
+def dequantise(q: torch.Tensor, zero_point: torch.Tensor, scale: torch.Tensor,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(q − zero_point) · scale`` per output column in float32, as nn.Linear's [out, in] weight.
+    The result is allocated first and computed in place: a tower's weights, loaded one after
+    another, then lie packed in memory instead of between freed temporaries."""
+    out = torch.empty(q.shape[::-1], dtype=dtype)
+    work = out if dtype == torch.float32 else torch.empty(q.shape[::-1], dtype=torch.float32)
+    work.copy_(q.T).sub_(zero_point.to(torch.float32)[:, None]).mul_(scale.to(torch.float32)[:, None])
+    if work is not out:
+        out.copy_(work)
+    return out
+
+
 def stored_to_state_dict(stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """De-quantise ``(q − zero_point) · scale`` per output column, transposed to nn.Linear's [out, in]."""
+    """De-quantise every stored int8 weight (:func:`dequantise`); float tensors pass as they are."""
     state = {k: v for k, v in stored.items() if not k.endswith((".q", ".zero_point", ".scale"))}
     for key in (k[: -len(".q")] for k in stored if k.endswith(".q")):
-        q, zp = stored[key + ".q"].to(torch.float32), stored[key + ".zero_point"].to(torch.float32)
-        weight = ((q.numpy() - zp.numpy()[None, :]) * stored[key + ".scale"].numpy()[None, :]).T
-        state[key] = torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32))
+        state[key] = dequantise(stored[key + ".q"], stored[key + ".zero_point"], stored[key + ".scale"])
     return state
 
 
-def load_state_dict(folder: Path | None = None) -> dict[str, torch.Tensor]:
-    """The float32 state dict of a converted folder (either storage: int8 or an older float32)."""
+def is_matrix_weight(key: str, tensor: torch.Tensor) -> bool:
+    """A Linear layer's weight: what a bf16 tower holds in bf16 (norms and embeddings stay fp32)."""
+    return tensor.ndim == 2 and key.endswith(".weight") and "embedding" not in key
+
+
+def load_state_dict(folder: Path | None = None, matrix_dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """The state dict of a converted folder (either storage: int8 or an older float32), with the
+    Linear weights in ``matrix_dtype``. Read one tensor at a time, each converted as it is read:
+    a bf16 tower never holds an fp32 copy of its weights, nor the int8 file in memory whole."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     path = Path(folder or converted_dir()) / "model.safetensors"
+    state: dict[str, torch.Tensor] = {}
     with safe_open(str(path), "pt") as fh:
-        storage = (fh.metadata() or {}).get("storage")
-    tensors = load_file(str(path))
-    return stored_to_state_dict(tensors) if storage == STORAGE else tensors
+        quantised = (fh.metadata() or {}).get("storage") == STORAGE
+        for key in fh.keys():
+            if quantised and key.endswith((".zero_point", ".scale")):
+                continue
+            if quantised and key.endswith(".q"):
+                name = key[: -len(".q")]
+                state[name] = dequantise(fh.get_tensor(key), fh.get_tensor(name + ".zero_point"),
+                                         fh.get_tensor(name + ".scale"), matrix_dtype)
+                continue
+            tensor = fh.get_tensor(key)
+            state[key] = tensor.to(matrix_dtype) if is_matrix_weight(key, tensor) else tensor
+    return state
 
 
 def convert(force: bool = False, source: Path | None = None) -> Path:

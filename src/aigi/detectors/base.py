@@ -19,7 +19,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..backbones import DEFAULT_BACKBONE, VisionBackbone, load_backbone
+from ..backbones import (
+    DEFAULT_BACKBONE,
+    VisionBackbone,
+    hold_matrices_in,
+    load_backbone,
+)
 from ..backbones.views import View
 from ..errors import InputError
 from .folders import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
@@ -68,6 +73,14 @@ class Detector(Inference, Persistence, nn.Module):
         if next(self._backbone.parameters()).device != self.device:
             self._backbone.to(self.device)
         return self._backbone
+
+    def hold_tower_in(self, matrix_dtype: torch.dtype) -> None:
+        """Hold the frozen tower's Linear weights in ``matrix_dtype`` (bf16 inference): loaded
+        straight into it when not loaded yet, else converted in place."""
+        if self._backbone is None:
+            object.__setattr__(self, "_backbone", load_backbone(self.backbone_spec, self.device, matrix_dtype).freeze())
+        else:
+            hold_matrices_in(self._backbone, matrix_dtype)
 
     def experts(self) -> list["Detector"]:
         """The detectors that compute: itself (an ensemble: its members)."""

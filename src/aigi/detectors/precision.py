@@ -82,6 +82,18 @@ def autocast(precision: str, device: "torch.device") -> ContextManager:
     return contextlib.nullcontext()
 
 
+def store_tower_in_bf16(detector: Any) -> None:
+    """Hold the frozen tower's Linear weights in bf16. Autocast casts them to bf16 for every
+    matmul anyway, so the scores are the same; holding them in bf16 halves the tower's memory
+    (CLIP B/16: 328 → 164 MB), the embedded tower is read straight into bf16, and autocast is
+    spared its per-call weight copies. Norms and embeddings stay fp32, as autocast computes them.
+    One way: the fp32 values are gone (load the detector again for fp32)."""
+    import torch
+
+    detector.hold_tower_in(torch.bfloat16)
+    object.__setattr__(detector, "_tower_in_bf16", True)
+
+
 def set_precision(detector: Any, precision: str) -> None:
     """Switch a loaded detector's inference precision (int8 cannot be undone: load it again)."""
     check_choice(precision)
@@ -96,6 +108,10 @@ def set_precision(detector: Any, precision: str) -> None:
 def _apply(detector: Any, precision: str) -> None:
     if precision == "bf16" and detector.device.type == "cpu" and not native_bf16():
         log.warning("this CPU has no native bf16: autocast emulates it, slower than fp32 here")
+    if getattr(detector, "_tower_in_bf16", False) and precision != "bf16":
+        raise InputError(f"'{detector.name}' holds its tower in bf16 now; load it again for {precision}")
+    if precision == "bf16" and not detector.embeds_backbone:
+        store_tower_in_bf16(detector)
     if precision != "int8" or detector.precision == "int8":
         detector.precision = precision
         return
