@@ -51,7 +51,7 @@ def pretrained_detectors() -> dict[str, Path]:
 
 
 def _detector(detector: Detector | str | Path | None, device: str = "cpu", precision: str = "fp32",
-              runtime: str = "torch") -> Detector:
+              runtime: str = "torch", decode: str = "full") -> Detector:
     from .detectors import Detector
 
     if isinstance(detector, Detector):
@@ -59,8 +59,10 @@ def _detector(detector: Detector | str | Path | None, device: str = "cpu", preci
             from .detectors.precision import set_precision
 
             set_precision(detector, precision)
-        return detector
-    return load_detector(detector, device=device, precision=precision, runtime=runtime)
+    else:
+        detector = load_detector(detector, device=device, precision=precision, runtime=runtime)
+    detector.decode = decode
+    return detector
 
 
 def _recipe(config: str | Path | dict, overrides: Sequence[str]) -> dict:
@@ -105,25 +107,36 @@ def find_images(paths: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str
     return files, problems, skipped
 
 
+def default_batch_size(device: str) -> int:
+    """Images per forward pass for scoring: on a CPU a batch of 4 already fills the cores with
+    ViT-B/16's matmuls (batches of 16 are no faster, benchmarks/throughput.py) and keeps the peak
+    memory down; a GPU wants larger batches."""
+    return 4 if device == "cpu" else 32
+
+
 def detect(paths: Iterable[str | Path], detector: Detector | str | Path | None = None, out: str | Path | None = None,
-           batch_size: int = 16, retry_errors: bool = False, device: str = "cpu",
+           batch_size: int | None = None, retry_errors: bool = False, device: str = "cpu",
            progress: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None,
-           precision: str = "fp32", runtime: str = "torch") -> Iterator[Prediction]:
+           precision: str = "fp32", runtime: str = "torch", decode: str = "full") -> Iterator[Prediction]:
     """Score image files, yielding a prediction per file. With ``out`` (.jsonl / .csv) every
     batch is appended as it comes, a rerun skips what is already there (the detector is not
     even loaded when nothing is left), and the file keeps one record per image
     (:mod:`aigi.scoring`); a precision or runtime other than the default is named in every record.
     ``paths`` may be any iterable, a stream of lines included: it is read and scored as it comes
     (:data:`aigi.scoring.STREAM_CHUNK` paths at a time), the detector loaded once, when the first
-    path is left to score."""
+    path is left to score. ``decode="draft"`` decodes large JPEGs at a DCT scale when the
+    detector's view resizes them anyway (faster; pixels differ slightly; named in the records)."""
+    from .detectors.inference import check_decode
     from .detectors.precision import check_choice
     from .devices import check_device
     from .scoring import run_detect
 
     check_device(device)  # the batch size is checked where it is used (scoring.run_detect)
     check_choice(precision, runtime)
-    yield from run_detect(lambda: _detector(detector, device, precision, runtime), (Path(p) for p in paths),
-                          out=Path(out) if out else None, batch_size=batch_size, retry_errors=retry_errors,
+    check_decode(decode)
+    yield from run_detect(lambda: _detector(detector, device, precision, runtime, decode), (Path(p) for p in paths),
+                          out=Path(out) if out else None, batch_size=default_batch_size(device) if batch_size is None else batch_size,
+                          retry_errors=retry_errors,
                           progress=progress, log=log)
 
 
@@ -137,22 +150,25 @@ def check_engine(name: str) -> None:
 
 
 def detect_scaled(paths: Sequence[str | Path], detector: str | Path | None = None, out: str | Path = "results",
-                  engine: str = "ray", batch_size: int = 16, address: str | None = None, actors: int = 1,
-                  device: str = "cpu", precision: str = "fp32", runtime: str = "torch",
+                  engine: str = "ray", batch_size: int | None = None, address: str | None = None, actors: int = 1,
+                  device: str = "cpu", precision: str = "fp32", runtime: str = "torch", decode: str = "full",
                   log: Callable[[str], None] | None = None) -> dict[str, int]:
     """Score ``paths`` on a scale-out engine (``ray``: Ray Data, :mod:`aigi.engines.ray_data`)
     into a folder of Parquet files; a rerun with the same ``out`` scores only what is missing.
-    Returns counts: scored (now), fake, real, error, already (in ``out`` before)."""
+    ``batch_size``: paths per decode task and per forward pass (default 16). Returns counts:
+    scored (now), fake, real, error, already (in ``out`` before)."""
+    from .detectors.inference import check_decode
     from .detectors.precision import check_choice
     from .devices import check_device
     from .registry import ENGINES
 
     check_device(device)
     check_choice(precision, runtime)
+    check_decode(decode)
     check_engine(engine)
     return ENGINES.get(engine)([Path(p) for p in paths], None if detector is None else str(detector), out,
-                               batch_size=batch_size, address=address, actors=actors, device=device,
-                               precision=precision, runtime=runtime, log=log or (lambda m: None))
+                               batch_size=16 if batch_size is None else batch_size, address=address, actors=actors, device=device,
+                               precision=precision, runtime=runtime, decode=decode, log=log or (lambda m: None))
 
 
 def detector_info(name_or_path: str | Path | None = None) -> dict:

@@ -90,11 +90,15 @@ def detect(
     detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Shipped name, detector folder or run folder (default: the shipped default)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results to this .jsonl or .csv (--engine ray: "
                                        "a folder of Parquet files); re-running resumes."),
-    batch_size: int = typer.Option(16, min=1, help="Images per forward pass."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Images per forward pass (default: 4 on a CPU, "
+                                             "where larger batches are no faster and take more memory; 32 on a GPU)."),
     retry_errors: bool = typer.Option(False, help="On resume, score again files that failed before."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps ..."),
     precision: str = typer.Option("fp32", help=PRECISION_HELP),
     runtime: str = typer.Option("torch", help=RUNTIME_HELP),
+    decode: str = typer.Option("full", help="full, or draft: decode large JPEGs at a DCT scale (1/2 … 1/8, short "
+                               "side kept ≥ 2× the input) for detectors whose view resizes; faster, pixels differ "
+                               "slightly; named in every record."),
     engine: str = typer.Option("local", help="local (this process), or ray: Ray Data tasks decode, an actor pool "
                                "scores, Parquet out (pip install 'aigi[ray]')."),
     ray_address: Optional[str] = typer.Option(None, help="--engine ray: the cluster to join (ray://head:10001, "
@@ -107,7 +111,7 @@ def detect(
         threshold = api.detector_info(detector)["threshold"]  # fails early on a bad name, loads nothing
         if engine != "local":
             _detect_scaled(engine, paths, detector, out, batch_size, retry_errors, ray_address, actors, device,
-                           precision, runtime, threshold)
+                           precision, runtime, threshold, decode)
             return
         if paths == ["-"]:  # a stream: paths are scored as they arrive; the total is unknown
             files, skipped = (line.strip() for line in sys.stdin if line.strip()), {}
@@ -121,7 +125,7 @@ def detect(
         counts = {"fake": 0, "real": 0, "error": 0}
         for pred in api.detect(files, detector, out=out, batch_size=batch_size, retry_errors=retry_errors,
                                device=device, progress=bar.update, log=lambda m: bar.write(f"note: {m}", file=sys.stderr),
-                               precision=precision, runtime=runtime):
+                               precision=precision, runtime=runtime, decode=decode):
             counts[pred.verdict or "error"] += 1
             if out is None:
                 if pred.error:
@@ -139,9 +143,9 @@ def detect(
         typer.echo(summary + f" (threshold {threshold:.3f})", err=True)
 
 
-def _detect_scaled(engine: str, paths: list[str], detector: str | None, out: Path | None, batch_size: int,
+def _detect_scaled(engine: str, paths: list[str], detector: str | None, out: Path | None, batch_size: int | None,
                    retry_errors: bool, address: str | None, actors: int, device: str, precision: str, runtime: str,
-                   threshold: float) -> None:
+                   threshold: float, decode: str) -> None:
     api.check_engine(engine)  # an unknown engine fails here, naming the known ones
     if out is None:
         _fail(f"--engine {engine} writes its results to a folder: give one with --out")
@@ -154,7 +158,7 @@ def _detect_scaled(engine: str, paths: list[str], detector: str | None, out: Pat
     if not files:
         _fail("no images to score")
     c = api.detect_scaled(files, detector, out, engine=engine, batch_size=batch_size, address=address, actors=actors,
-                          device=device, precision=precision, runtime=runtime,
+                          device=device, precision=precision, runtime=runtime, decode=decode,
                           log=lambda m: typer.echo(f"note: {m}", err=True))
     summary = f"{c['scored']} scored now: {c['fake']} fake, {c['real']} real, {c['error']} unreadable"
     if c["already"]:

@@ -216,6 +216,8 @@ def run_detect(
                     tag = {"precision": det.precision} if det.precision != "fp32" else {}
                     if det.runner is not None:
                         tag["runtime"] = det.runner.name
+                    if det.decode != "full":
+                        tag["decode"] = det.decode
                 if writer is None and results is not None:
                     writer = ResultWriter(results)
                 for batch in _pipelined(det, [[str(p) for p in todo[s : s + batch_size]]

@@ -13,6 +13,7 @@ import glob
 import hashlib
 import io
 import logging
+import math
 import os
 import re
 import stat
@@ -267,17 +268,17 @@ def _unknown_format(fp: IO[bytes]) -> tuple[str, str]:
     return "not a recognised image format", "unreadable"
 
 
-def _decode_stream(fp: IO[bytes], name: str, limit: int | None) -> Image.Image:
+def _decode_stream(fp: IO[bytes], name: str, limit: int | None, min_side: int | None = None) -> Image.Image:
     with warnings.catch_warnings(record=True) as caught:  # Pillow's warnings name no file: we do
         warnings.simplefilter("always")
         try:
-            return _decode_stream_quietly(fp, name, limit)
+            return _decode_stream_quietly(fp, name, limit, min_side)
         finally:
             for w in caught:
                 log.warning("%s: %s", name, " ".join(str(w.message).split()))
 
 
-def _decode_stream_quietly(fp: IO[bytes], name: str, limit: int | None) -> Image.Image:
+def _decode_stream_quietly(fp: IO[bytes], name: str, limit: int | None, min_side: int | None = None) -> Image.Image:
     try:
         with _pillow_limit(limit):
             im = Image.open(fp)
@@ -294,7 +295,19 @@ def _decode_stream_quietly(fp: IO[bytes], name: str, limit: int | None) -> Image
         raise ImageReadError(name, _CORRUPT) from None
     with im:
         # Animated GIF/WebP/APNG open on frame 0, which is the frame we use.
+        if min_side and im.format == "JPEG":
+            _draft(im, min_side, name, limit)
         return _finish(im, name, limit)
+
+
+def _draft(im: Image.Image, min_side: int, name: str, limit: int | None) -> None:
+    """Ask the JPEG decoder for the smallest DCT scale that keeps the short side ≥ ``min_side``
+    (nothing when that is less than half the size: no gain)."""
+    _check_pixels(im.size, limit, name)  # the limit applies to the file's own size
+    w, h = im.size
+    scale = min_side / min(w, h)
+    if scale <= 0.5:
+        im.draft(im.mode, (math.ceil(w * scale), math.ceil(h * scale)))
 
 
 def _stream_is_empty(fp: IO[bytes]) -> bool:
@@ -347,12 +360,16 @@ def _array_to_image(values: np.ndarray, name: str, limit: int | None) -> Image.I
     return _composite_over_white(im) if im.mode == "RGBA" else im.convert("RGB")
 
 
-def read_image(source: ImageSource, max_pixels: int | None = None) -> Image.Image:
+def read_image(source: ImageSource, max_pixels: int | None = None, min_side: int | None = None) -> Image.Image:
     """Return ``source`` as a fully loaded 8-bit RGB image or raise ImageReadError.
 
     ``max_pixels`` (else ``$AIGI_MAX_IMAGE_PIXELS``, else Pillow's default)
     bounds width*height for every source, checked from the header before any
     pixel data is decoded, so a hostile file cannot exhaust memory.
+
+    ``min_side``: a JPEG may be decoded at 1/2, 1/4 or 1/8 of its size (Pillow's draft
+    mode: the DCT does the downscaling) as long as its short side stays ≥ ``min_side``.
+    For a view that resizes anyway; the pixels then differ slightly from a full decode.
     """
     limit = _pixel_limit(max_pixels)
     if isinstance(source, Image.Image):
@@ -362,7 +379,7 @@ def read_image(source: ImageSource, max_pixels: int | None = None) -> Image.Imag
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageReadError("<bytes>", "empty file")
-        return _decode_stream(io.BytesIO(bytes(source)), "<bytes>", limit)
+        return _decode_stream(io.BytesIO(bytes(source)), "<bytes>", limit, min_side)
     if isinstance(source, (str, os.PathLike)):
         name = os.fsdecode(source)
         if os.path.isdir(name):  # Windows reports directories as permission errors
@@ -380,13 +397,13 @@ def read_image(source: ImageSource, max_pixels: int | None = None) -> Image.Imag
         with fp:
             if os.fstat(fp.fileno()).st_size == 0:
                 raise ImageReadError(name, "empty file")
-            return _decode_stream(fp, name, limit)
+            return _decode_stream(fp, name, limit, min_side)
     if hasattr(source, "read"):
         raw_name = getattr(source, "name", None)
         name = raw_name if isinstance(raw_name, str) else "<file>"
         if _stream_is_empty(source):
             raise ImageReadError(name, "empty file")
-        return _decode_stream(source, name, limit)
+        return _decode_stream(source, name, limit, min_side)
     raise TypeError(f"read_image() cannot read a {type(source).__name__}")
 
 

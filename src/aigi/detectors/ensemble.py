@@ -16,7 +16,7 @@ import torch
 
 from ..errors import InputError
 from .base import CONFIG_FILE, Detector, Prediction
-from .inference import ImageReader, PreparedBatch
+from .inference import DRAFT_MARGIN, ImageReader, PreparedBatch
 from .store import load_detector_dir, resolve_detector
 
 MEMBERS_DIR = "members"
@@ -72,8 +72,12 @@ class EnsembleDetector(Detector):
         return list(self.members.values())
 
     def preparer(self) -> ImageReader:
-        """Read each input once for all experts (each cuts its own view from the decoded image)."""
-        return ImageReader()
+        """Read each input once for all experts (each cuts its own view from the decoded image);
+        a draft decode only when every expert resizes."""
+        resizing = not any(m.view.native for m in self.members.values())
+        draft = self.decode == "draft" and resizing
+        return ImageReader(DRAFT_MARGIN * max(m.preprocess_spec.output_size for m in self.members.values())
+                           if draft else None)
 
     @torch.no_grad()
     def score_batch(self, batch: PreparedBatch) -> list[Prediction]:

@@ -13,6 +13,7 @@ import torch
 
 from ..backbones.preprocess import prepare
 from ..data.io import ImageReadError, read_image
+from ..errors import InputError
 from .precision import autocast
 
 
@@ -49,20 +50,33 @@ class Prediction:
         return rec
 
 
+DECODES = ("full", "draft")  # how a JPEG is decoded for a view that resizes (aigi detect --decode)
+DRAFT_MARGIN = 2  # draft decoding keeps at least twice the tower's input size: the resize still antialiases
+
+
+def check_decode(decode: str) -> None:
+    if decode not in DECODES:
+        raise InputError(f"unknown decode '{decode}' (valid: {', '.join(DECODES)})")
+
+
 @dataclass(frozen=True)
 class ViewPreparer:
-    """Read each input, cut the view's crops and pre-process them into one pixel tensor."""
+    """Read each input, cut the view's crops and pre-process them into one pixel tensor.
+    ``decode="draft"`` lets a large JPEG be decoded at a DCT scale (Pillow's draft mode) when
+    the view resizes it anyway; a native-resolution view always decodes in full."""
 
     view: Any  # aigi.backbones.views.View
     spec: Any  # aigi.backbones.preprocess.PreprocessSpec
+    decode: str = "full"
 
     def __call__(self, items: list[Any], names: list[str] | None = None) -> PreparedBatch:
         names = names or input_names(items)
         errors: dict[int, str] = {}
         crops, owner = [], []
+        min_side = DRAFT_MARGIN * self.spec.output_size if self.decode == "draft" and not self.view.native else None
         for i, item in enumerate(items):
             try:
-                image = read_image(item)
+                image = read_image(item, min_side=min_side)
             except ImageReadError as exc:
                 errors[i] = exc.cause
                 continue
@@ -77,14 +91,17 @@ class ViewPreparer:
 
 @dataclass(frozen=True)
 class ImageReader:
-    """Read each input, nothing more (an ensemble's members each cut their own view)."""
+    """Read each input, nothing more (an ensemble's members each cut their own view); JPEGs
+    at a DCT scale keeping the short side ≥ ``min_side`` when that is set."""
+
+    min_side: int | None = None
 
     def __call__(self, items: list[Any], names: list[str] | None = None) -> PreparedBatch:
         names = names or input_names(items)
         images, rows, errors = [], [], {}
         for i, item in enumerate(items):
             try:
-                images.append(read_image(item))
+                images.append(read_image(item, min_side=self.min_side))
                 rows.append(i)
             except ImageReadError as exc:
                 errors[i] = exc.cause
@@ -93,6 +110,8 @@ class ImageReader:
 
 class Inference:
     """P(fake), verdicts and batch prediction on top of the detector's forward pass."""
+
+    decode = "full"  # or "draft" (DECODES): set per loaded detector by aigi.detect(decode=...)
 
     def to_probability(self, logits: torch.Tensor) -> torch.Tensor:
         """P(fake) from raw logits, through the stored calibration if any."""
@@ -140,7 +159,7 @@ class Inference:
     def preparer(self) -> "ViewPreparer":
         """The CPU half of scoring as a small picklable object (no weights), so that reading and
         pre-processing can run in another thread, process or machine (:mod:`aigi.engines`)."""
-        return ViewPreparer(self.view, self.preprocess_spec)
+        return ViewPreparer(self.view, self.preprocess_spec, self.decode)
 
     def prepare_batch(self, items: list[Any], names: list[str] | None = None) -> PreparedBatch:
         """The CPU half of scoring, without the model: read each input, cut the detector's view

@@ -57,7 +57,7 @@ def done_paths(out: Path, log: Callable[[str], None]) -> set[str]:
     return done
 
 
-def decode(batch: dict[str, Any], preparer: Callable) -> dict[str, Any]:
+def decode_batch(batch: dict[str, Any], preparer: Callable) -> dict[str, Any]:
     """A Ray task: one batch of paths → one prepared batch (pixels, rows, errors)."""
     import numpy as np
 
@@ -111,7 +111,8 @@ def _start_ray(address: str | None, actors: int, log: Callable[[str], None]) -> 
 
 def detect_ray(paths: Sequence[Path], detector: str | None, out: str | Path, batch_size: int = 16,
                address: str | None = None, actors: int = 1, device: str = "cpu", precision: str = "fp32",
-               runtime: str = "torch", log: Callable[[str], None] = lambda m: None) -> dict[str, int]:
+               runtime: str = "torch", decode: str = "full",
+               log: Callable[[str], None] = lambda m: None) -> dict[str, int]:
     """Score ``paths`` into Parquet files in ``out``; returns counts (scored now, fake, real,
     error, already done)."""
     try:
@@ -133,7 +134,9 @@ def detect_ray(paths: Sequence[Path], detector: str | None, out: str | Path, bat
         if not todo:
             return counts
         label = str(detector) if detector else "default"
-        preparer = load_detector(detector, device="cpu", precision=precision, runtime=runtime).preparer()
+        loaded = load_detector(detector, device="cpu", precision=precision, runtime=runtime)
+        loaded.decode = decode
+        preparer = loaded.preparer()
         before = set(out.glob("*.parquet"))
         started = _start_ray(address, actors, log)
         context = ray.data.DataContext.get_current()
@@ -141,7 +144,7 @@ def detect_ray(paths: Sequence[Path], detector: str | None, out: str | Path, bat
         try:
             ds = ray.data.from_items([{"path": str(p)} for p in todo])
             # half a CPU: a resource request unlike the actors' keeps Ray from fusing decoding into them
-            ds = ds.map_batches(decode, fn_kwargs={"preparer": preparer}, batch_size=batch_size, num_cpus=0.5)
+            ds = ds.map_batches(decode_batch, fn_kwargs={"preparer": preparer}, batch_size=batch_size, num_cpus=0.5)
             gpu = device.startswith("cuda")
             ds = ds.map_batches(Scorer, batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
                                 num_gpus=1 if gpu else 0,
