@@ -185,6 +185,7 @@ def _check_resume(recipe: Recipe, out: Path) -> None:
 def _run(recipe: Recipe, trainer, out: Path, progress_factory, echo, accelerator) -> Path:
     main = accelerator.is_main_process
     _check_resume(recipe, out)
+    accelerator.wait_for_everyone()  # every process has read the old config.yaml before the main one rewrites it
     if main and not recipe.train.resume:
         (out / "train.log").write_text("")
     log = RunLog(out / "train.log", echo) if main else (lambda message: None)
