@@ -73,3 +73,19 @@ def test_detect_names_the_draft_decode_in_its_records(probe, tmp_path):
         assert r["prob_fake"] == pytest.approx(full[r["path"]], abs=0.05)
     res = CliRunner().invoke(app, ["detect", str(folder), "-d", str(probe), "--decode", "fast"])
     assert res.exit_code == 2 and "unknown decode 'fast' (valid: full, draft)" in res.output
+
+
+def test_a_resumed_detect_with_nothing_left_imports_no_torch(tmp_path):
+    """Checking the options (precision, runtime, decode) and the results file is light: a rerun
+    over a finished folder answers in a fraction of a second."""
+    import subprocess
+    import sys
+
+    image = _photo(tmp_path / "a.jpg", size=(64, 48))
+    out = tmp_path / "r.jsonl"
+    out.write_text(json.dumps({"path": str(image), "prob_fake": 0.5, "verdict": "real", "error": None}) + "\n")
+    code = ("import sys; from aigi import api; "
+            "rest = list(api.detect([sys.argv[1]], out=sys.argv[2], decode='draft', precision='bf16')); "
+            "print(len(rest), 'torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code, str(image), str(out)], capture_output=True, text=True)
+    assert run.stdout.split() == ["0", "False"], run.stderr

@@ -126,7 +126,7 @@ def detect(paths: Iterable[str | Path], detector: Detector | str | Path | None =
     (:data:`aigi.scoring.STREAM_CHUNK` paths at a time), the detector loaded once, when the first
     path is left to score. ``decode="draft"`` decodes large JPEGs at a DCT scale when the
     detector's view resizes them anyway (faster; pixels differ slightly; named in the records)."""
-    from .detectors.inference import check_decode
+    from .detectors.decoding import check_decode
     from .detectors.precision import check_choice
     from .devices import check_device
     from .scoring import run_detect
@@ -157,7 +157,7 @@ def detect_scaled(paths: Sequence[str | Path], detector: str | Path | None = Non
     into a folder of Parquet files; a rerun with the same ``out`` scores only what is missing.
     ``batch_size``: paths per decode task and per forward pass (default 16). Returns counts:
     scored (now), fake, real, error, already (in ``out`` before)."""
-    from .detectors.inference import check_decode
+    from .detectors.decoding import check_decode
     from .detectors.precision import check_choice
     from .devices import check_device
     from .registry import ENGINES

@@ -16,7 +16,8 @@ import torch
 
 from ..errors import InputError
 from .base import CONFIG_FILE, Detector, Prediction
-from .inference import DRAFT_MARGIN, ImageReader, PreparedBatch
+from .decoding import DRAFT_MARGIN
+from .inference import ImageReader, PreparedBatch
 from .store import load_detector_dir, resolve_detector
 
 MEMBERS_DIR = "members"

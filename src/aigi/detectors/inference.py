@@ -13,7 +13,7 @@ import torch
 
 from ..backbones.preprocess import prepare
 from ..data.io import ImageReadError, read_image
-from ..errors import InputError
+from .decoding import DRAFT_MARGIN
 from .precision import autocast
 
 
@@ -50,13 +50,6 @@ class Prediction:
         return rec
 
 
-DECODES = ("full", "draft")  # how a JPEG is decoded for a view that resizes (aigi detect --decode)
-DRAFT_MARGIN = 2  # draft decoding keeps at least twice the tower's input size: the resize still antialiases
-
-
-def check_decode(decode: str) -> None:
-    if decode not in DECODES:
-        raise InputError(f"unknown decode '{decode}' (valid: {', '.join(DECODES)})")
 
 
 @dataclass(frozen=True)
@@ -111,7 +104,7 @@ class ImageReader:
 class Inference:
     """P(fake), verdicts and batch prediction on top of the detector's forward pass."""
 
-    decode = "full"  # or "draft" (DECODES): set per loaded detector by aigi.detect(decode=...)
+    decode = "full"  # or "draft" (aigi.detectors.decoding): set per loaded detector by aigi.detect(decode=...)
 
     def to_probability(self, logits: torch.Tensor) -> torch.Tensor:
         """P(fake) from raw logits, through the stored calibration if any."""
