@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 out=runs/readme
 mkdir -p "$out"
 data=../shared/data/cifake
+export AIGI_PRECISION=fp32  # the published scores are the fp32 reference, the same on every CPU
 run() { local name=$1; shift; echo "\$ $*" | tee "$out/$name.txt"; "$@" 2>&1 | tee -a "$out/$name.txt"; }
 
 run univfd-train   aigi train configs/univfd-cifake.yaml

@@ -31,6 +31,16 @@ def _isolated_feature_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("AIGI_FEATURE_CACHE", str(tmp_path / "feature-cache"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fp32_scoring():
+    """Scoring defaults to auto (bf16 on CPUs that compute it natively): tests pin fp32 so that
+    no result depends on the CPU they run on, module-scoped servers included (hence the session
+    scope). Tests of the default unset it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIGI_PRECISION", "fp32")
+        yield
+
+
 def make_image(label: int, rng: np.random.Generator, size=(40, 48)) -> Image.Image:
     """Reals are dark and smooth, fakes bright and noisy: separable even by a random tiny backbone."""
     h, w = size

@@ -125,3 +125,26 @@ def test_the_embedded_loader_reads_int8_storage_exactly(tmp_path):
     half = embedded.load_state_dict(tmp_path, torch.bfloat16)
     assert half["enc.fc.weight"].dtype == torch.bfloat16 and half["enc.norm.weight"].dtype == torch.float32
     assert torch.equal(half["enc.fc.weight"], torch.from_numpy(np.ascontiguousarray(expected)).to(torch.bfloat16))
+
+
+def test_scoring_defaults_to_auto_unless_pinned(probe, tiny_data, tmp_path, monkeypatch):
+    """detect and serve take $AIGI_PRECISION, else auto; auto's choice is named in the records
+    (the choice is patched here, so the test means the same on every CPU)."""
+    from aigi.detectors import precision
+    from aigi.errors import InputError
+    from aigi.serve.settings import ServeSettings
+
+    monkeypatch.delenv("AIGI_PRECISION")
+    assert precision.default_precision() == "auto" and ServeSettings().precision == "auto"
+    assert precision.default_precision("onnxruntime") == "fp32"  # an exported graph keeps its own
+    monkeypatch.setattr(precision, "choose", lambda detector: "bf16")
+    out = tmp_path / "r.jsonl"
+    res = CliRunner().invoke(app, ["detect", str(tiny_data / "test" / "gen_a"), "-d", str(probe), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert {json.loads(line)["precision"] for line in out.read_text().splitlines()} == {"bf16"}
+    monkeypatch.setenv("AIGI_PRECISION", "fp32")
+    assert ServeSettings().precision == "fp32"
+    assert all(p.error is None for p in aigi.detect([next((tiny_data / "val").rglob("*.png"))], probe))
+    monkeypatch.setenv("AIGI_PRECISION", "fp9")
+    with pytest.raises(InputError, match="AIGI_PRECISION=fp9: unknown precision"):
+        list(aigi.detect([next((tiny_data / "val").rglob("*.png"))], probe))

@@ -117,21 +117,24 @@ def default_batch_size(device: str) -> int:
 def detect(paths: Iterable[str | Path], detector: Detector | str | Path | None = None, out: str | Path | None = None,
            batch_size: int | None = None, retry_errors: bool = False, device: str = "cpu",
            progress: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None,
-           precision: str = "fp32", runtime: str = "torch", decode: str = "full") -> Iterator[Prediction]:
+           precision: str | None = None, runtime: str = "torch", decode: str = "full") -> Iterator[Prediction]:
     """Score image files, yielding a prediction per file. With ``out`` (.jsonl / .csv) every
     batch is appended as it comes, a rerun skips what is already there (the detector is not
     even loaded when nothing is left), and the file keeps one record per image
     (:mod:`aigi.scoring`); a precision or runtime other than the default is named in every record.
     ``paths`` may be any iterable, a stream of lines included: it is read and scored as it comes
     (:data:`aigi.scoring.STREAM_CHUNK` paths at a time), the detector loaded once, when the first
-    path is left to score. ``decode="draft"`` decodes large JPEGs at a DCT scale when the
+    path is left to score. ``precision`` defaults to ``$AIGI_PRECISION``, else ``auto`` (bf16 where
+    the CPU or GPU computes it natively, else fp32; :mod:`aigi.detectors.precision`).
+    ``decode="draft"`` decodes large JPEGs at a DCT scale when the
     detector's view resizes them anyway (faster; pixels differ slightly; named in the records)."""
     from .detectors.decoding import check_decode
-    from .detectors.precision import check_choice
+    from .detectors.precision import check_choice, default_precision
     from .devices import check_device
     from .scoring import run_detect
 
     check_device(device)  # the batch size is checked where it is used (scoring.run_detect)
+    precision = precision or default_precision(runtime)
     check_choice(precision, runtime)
     check_decode(decode)
     yield from run_detect(lambda: _detector(detector, device, precision, runtime, decode), (Path(p) for p in paths),
@@ -151,18 +154,19 @@ def check_engine(name: str) -> None:
 
 def detect_scaled(paths: Sequence[str | Path], detector: str | Path | None = None, out: str | Path = "results",
                   engine: str = "ray", batch_size: int | None = None, address: str | None = None, actors: int = 1,
-                  device: str = "cpu", precision: str = "fp32", runtime: str = "torch", decode: str = "full",
+                  device: str = "cpu", precision: str | None = None, runtime: str = "torch", decode: str = "full",
                   log: Callable[[str], None] | None = None) -> dict[str, int]:
     """Score ``paths`` on a scale-out engine (``ray``: Ray Data, :mod:`aigi.engines.ray_data`)
     into a folder of Parquet files; a rerun with the same ``out`` scores only what is missing.
     ``batch_size``: paths per decode task and per forward pass (default 16). Returns counts:
     scored (now), fake, real, error, already (in ``out`` before)."""
     from .detectors.decoding import check_decode
-    from .detectors.precision import check_choice
+    from .detectors.precision import check_choice, default_precision
     from .devices import check_device
     from .registry import ENGINES
 
     check_device(device)
+    precision = precision or default_precision(runtime)
     check_choice(precision, runtime)
     check_decode(decode)
     check_engine(engine)

@@ -94,7 +94,7 @@ def detect(
                                              "where larger batches are no faster and take more memory; 32 on a GPU)."),
     retry_errors: bool = typer.Option(False, help="On resume, score again files that failed before."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps ..."),
-    precision: str = typer.Option("fp32", help=PRECISION_HELP),
+    precision: Optional[str] = typer.Option(None, help=PRECISION_HELP + " Default: $AIGI_PRECISION, else auto."),
     runtime: str = typer.Option("torch", help=RUNTIME_HELP),
     decode: str = typer.Option("full", help="full, or draft: decode large JPEGs at a DCT scale (1/2 … 1/8, short "
                                "side kept ≥ 2× the input) for detectors whose view resizes; faster, pixels differ "
@@ -144,7 +144,7 @@ def detect(
 
 
 def _detect_scaled(engine: str, paths: list[str], detector: str | None, out: Path | None, batch_size: int | None,
-                   retry_errors: bool, address: str | None, actors: int, device: str, precision: str, runtime: str,
+                   retry_errors: bool, address: str | None, actors: int, device: str, precision: str | None, runtime: str,
                    threshold: float, decode: str) -> None:
     api.check_engine(engine)  # an unknown engine fails here, naming the known ones
     if out is None:
@@ -391,7 +391,7 @@ def serve(
     api_key: Optional[str] = typer.Option(None, "--api-key", help="Require this key on /v1 (default: $AIGI_API_KEY)."),
     cors: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allow this browser origin; repeat. Off by default."),
     device: str = typer.Option("cpu"),
-    precision: str = typer.Option("fp32", help=PRECISION_HELP),
+    precision: Optional[str] = typer.Option(None, help=PRECISION_HELP + " Default: $AIGI_PRECISION, else auto."),
     runtime: str = typer.Option("torch", help=RUNTIME_HELP),
 ) -> None:
     """Serve detectors over HTTP: the /v1 API, /docs, /metrics and a web page at /."""

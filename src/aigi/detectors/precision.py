@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
 from typing import TYPE_CHECKING, Any, ContextManager
 
@@ -35,6 +36,18 @@ def check_choice(precision: str, runtime: str = "torch") -> None:
     if runtime != "torch" and precision != "fp32":
         raise InputError(f"--precision is for the torch runtime; an {runtime} graph has its precision from "
                          "export (aigi export --format onnx --int8)")
+
+
+def default_precision(runtime: str = "torch") -> str:
+    """What scoring uses when no precision is named: ``$AIGI_PRECISION``, else ``auto`` (the
+    fastest path this machine computes without losing AUC: bf16 where it is native, else fp32).
+    An exported graph has the precision it was exported with."""
+    if runtime != "torch":
+        return "fp32"
+    value = os.environ.get("AIGI_PRECISION") or "auto"
+    if value not in PRECISIONS:
+        raise InputError(f"AIGI_PRECISION={value}: unknown precision (valid: {', '.join(PRECISIONS)})")
+    return value
 
 
 def cpu_flags() -> set[str]:

@@ -15,7 +15,7 @@ class ServeSettings:
     host: str = "127.0.0.1"  # loopback unless told otherwise
     port: int = 8000
     device: str = "cpu"
-    precision: str = "fp32"  # fp32 | bf16 | int8 | auto (aigi.detectors.precision)
+    precision: str | None = None  # fp32 | bf16 | int8 | auto; None: $AIGI_PRECISION, else auto (aigi.detectors.precision)
     runtime: str = "torch"  # torch | onnxruntime: a folder `aigi export --format onnx` wrote
     max_batch: int = 32  # images per forward pass
     max_wait_ms: float = 10.0  # how long the first image of a batch waits for company
@@ -34,8 +34,10 @@ class ServeSettings:
             raise InputError("--max-wait-ms must be ≥ 0 and the timeout positive")
         if not 0 < self.port < 65536:
             raise InputError(f"--port {self.port}: not a TCP port")
-        from ..detectors.precision import check_choice
+        from ..detectors.precision import check_choice, default_precision
 
+        if self.precision is None:
+            object.__setattr__(self, "precision", default_precision(self.runtime))
         check_choice(self.precision, self.runtime)  # refused before the server starts
 
     @classmethod
