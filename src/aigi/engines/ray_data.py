@@ -32,10 +32,9 @@ from ..errors import InputError
 from ..locks import exclusive
 from ..scoring import path_key
 
-FIELDS = ["path", "prob_fake", "verdict", "error", "detector", "precision", "runtime"]
-
 
 def schema():
+    """The columns of every output file, one schema for all (so the folder reads as one table)."""
     import pyarrow as pa
 
     return pa.schema([("path", pa.string()), ("prob_fake", pa.float64()), ("verdict", pa.string()),
@@ -88,7 +87,8 @@ class Scorer:
         rows = [{**p.as_record(), **self.tag} for prepared in batch["prepared"] for p in self.det.score_batch(prepared)]
         # one fixed schema: a file whose every error is empty still types the column as text, so
         # the folder reads as one table; an error's empty score is a Parquet null
-        return pa.Table.from_pylist([{k: r.get(k) for k in FIELDS} for r in rows], schema=schema())
+        columns = schema()
+        return pa.Table.from_pylist([{k: r.get(k) for k in columns.names} for r in rows], schema=columns)
 
 
 def _start_ray(address: str | None, actors: int, log: Callable[[str], None]) -> bool:
