@@ -1,6 +1,7 @@
-"""Inference precision: ``fp32`` (the reference), ``bf16`` (the forward pass under autocast) and
-``int8`` (dynamic quantisation of the tower's Linear layers: int8 weights, activations
-quantised per batch).
+"""Inference precision: ``fp32`` (the reference), ``bf16`` (the forward pass under autocast, a
+frozen tower's Linear weights held in bf16), ``int8`` (dynamic quantisation of the tower's
+Linear layers: int8 weights, activations quantised per batch) and ``auto`` (bf16 where it is
+native, else fp32), the default of ``detect`` and ``serve`` unless ``$AIGI_PRECISION`` says otherwise.
 
 Which one is fastest depends on the CPU: bf16 pays off with native bf16 units (AVX512-BF16,
 AMX) and is emulated, slower than fp32, elsewhere; int8 uses the VNNI dot products where they
