@@ -154,6 +154,6 @@ def rng_state() -> dict[str, torch.Tensor]:
 
 def load_rng_state(tensors: dict[str, torch.Tensor]) -> None:
     torch.set_rng_state(tensors["torch"])
-    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda"))]
+    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda")), key=lambda k: int(k[4:]))]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)

@@ -36,8 +36,10 @@ from .checkpoint import (
     CheckpointError,
     Checkpoints,
     load_optimizer_state,
+    load_rng_state,
     optimizer_state,
     prefixed,
+    rng_state,
     unprefixed,
 )
 from .distributed import gather_list, sum_gradients
@@ -142,14 +144,15 @@ class TrainLoop:
     # ---- checkpoints --------------------------------------------------------------------
     def save(self) -> None:
         """Every process takes part (the RNG states and running sums are gathered); the main one writes."""
-        rngs = gather_list(self.acc, torch.get_rng_state())
+        rngs = gather_list(self.acc, rng_state())  # the CPU's and, on a GPU, CUDA's
         running = gather_list(self.acc, {"seen": self.seen, "totals": self.totals} if self.batch else {"seen": 0, "totals": {}})
         if self.checkpoints is None or not self.acc.is_main_process:
             return
         tensors = prefixed("model.", self.detector.state_to_save())
         opt_tensors, opt_meta = optimizer_state(self.opt)
         tensors.update(prefixed("optim.", opt_tensors))
-        tensors.update({f"rng.{rank}": state for rank, state in enumerate(rngs)})
+        for rank, states in enumerate(rngs):
+            tensors.update(prefixed(f"rng.{rank}.", states))
         tensors.update(prefixed("task.", self.task.state()))
         if self.best.state is not None:
             tensors.update(prefixed("best.", self.best.state))
@@ -174,7 +177,8 @@ class TrainLoop:
         self.detector.load_saved_state(unprefixed("model.", tensors))
         load_optimizer_state(self.opt, unprefixed("optim.", tensors), meta["optimizer"])
         rank = self.acc.process_index
-        torch.set_rng_state(tensors.get(f"rng.{rank}", tensors["rng.0"]))  # another launch size: rank 0's
+        # another launch size: rank 0's states
+        load_rng_state(unprefixed(f"rng.{rank}.", tensors) or unprefixed("rng.0.", tensors))
         self.task.load_state(unprefixed("task.", tensors))
         self.history, self.status = meta["history"], dict(meta.get("status") or {})
         self.epoch, self.batch, self.step = int(meta["epoch"]), int(meta["batch"]), int(meta["step"])
