@@ -8,7 +8,6 @@ cached, and the run goes to the ``pixels`` trainer instead.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -16,7 +15,7 @@ import torch
 from ..detectors import Detector
 from .loop import SequentialOrders, Task, TrainLoop
 from .trainer import TrainContext, balance_weights
-from .validation import validation_ap
+from .validation import ap_result, validation_ap
 
 
 class HeadTask(Task):
@@ -46,7 +45,8 @@ class HeadTask(Task):
             logits = self.detector.head_from_features(self.val.to(self.detector.device)).float().cpu()
         loss = float(torch.nn.functional.binary_cross_entropy_with_logits(logits, self.val_labels.float()))
         ap = validation_ap(self.val_labels, logits)
-        return {"val_loss": loss, "val_ap": ap}, (0.0 if math.isnan(ap) else ap, -loss)
+        fields, key = ap_result(ap, -loss)
+        return {"val_loss": loss, **fields}, key
 
 
 def train_features(detector: Detector, train_samples, val_samples, ctx: TrainContext) -> dict[str, Any]:

@@ -8,7 +8,6 @@ feature cache. Validation has no augmentation and goes through the cache.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -21,7 +20,7 @@ from ..data.io import ImageReadError, file_sha256, read_image
 from ..detectors import Detector
 from .loop import SequentialOrders, Task, TrainLoop
 from .trainer import TrainContext, balance_weights
-from .validation import validation_ap
+from .validation import ap_result, validation_ap
 
 
 class PixelDataset(torch.utils.data.Dataset):
@@ -89,10 +88,7 @@ class PixelTask(Task):
         return {"train_loss": float(loss.detach())}
 
     def validate(self) -> tuple[dict[str, Any], tuple | None]:
-        if not self.has_val:
-            return {}, None
-        ap = self.validate_ap()
-        return {"val_ap": ap}, (0.0 if math.isnan(ap) else ap,)
+        return ap_result(self.validate_ap()) if self.has_val else ({}, None)
 
 
 def pixel_validation(detector: Detector, val_samples: Sequence[Sample], ctx: TrainContext) -> Callable[[], float]:

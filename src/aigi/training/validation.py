@@ -1,6 +1,7 @@
 """What every trainer shares: the validation score, keeping the best state, the log line."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -15,6 +16,12 @@ def validation_ap(labels: torch.Tensor, scores: torch.Tensor) -> float:
     if not 0 < int(labels.sum()) < len(labels):
         return float("nan")
     return float(average_precision_score(labels.numpy(), scores.float().numpy()))
+
+
+def ap_result(ap: float, *tiebreak: float) -> tuple[dict[str, Any], tuple]:
+    """An epoch's validation fields and the key its best epoch is chosen by: a NaN AP (a
+    one-class split) ranks as 0, the tie-breakers after it."""
+    return {"val_ap": ap}, (0.0 if math.isnan(ap) else ap, *tiebreak)
 
 
 def format_row(row: dict[str, Any]) -> str:

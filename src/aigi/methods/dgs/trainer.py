@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -21,7 +20,7 @@ from ...paths import cache_dir
 from ...training.loop import SequentialOrders, Task, TrainLoop
 from ...training.pixels import PixelDataset, collate
 from ...training.trainer import TrainContext
-from ...training.validation import ValidationAP
+from ...training.validation import ValidationAP, ap_result
 from .captions import captions_for
 from .model import DGSDetector
 from .surgery import per_sample_embedding_grad, surgered_gradient
@@ -107,10 +106,7 @@ class DGSTask(Task):
         return dgs_backward(self.detector, batch[0].to(dev), batch[1].to(dev), batch[2].to(dev), weight)
 
     def validate(self) -> tuple[dict[str, Any], tuple | None]:
-        if not self.has_val:
-            return {}, None
-        ap = self.validate_ap()
-        return {"val_ap": ap}, (0.0 if np.isnan(ap) else ap,)
+        return ap_result(self.validate_ap()) if self.has_val else ({}, None)
 
 
 def train_dgs(detector: DGSDetector, train_samples, val_samples, ctx: TrainContext) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from ...errors import InputError
 from ...training.loop import Task, TrainLoop
 from ...training.pixels import PixelDataset, epoch_loader
 from ...training.trainer import TrainContext
+from ...training.validation import ap_result
 from .distillation import DISTILLATIONS
 from .model import FeatDistillExpert
 
@@ -98,7 +99,7 @@ class TwoStageTask(Task):
     def validate(self) -> tuple[dict[str, Any], tuple | None]:
         ap = self.validate_ap()
         # ties go to the later epoch: the more trained (stage-2) model
-        return {"val_ap": ap}, (0.0 if math.isnan(ap) else ap, self.epoch)
+        return ap_result(ap, self.epoch)
 
     def end_epoch(self, epoch: int) -> None:
         checkpoints = self.ctx.checkpoint_dir
