@@ -128,19 +128,27 @@ def detect(paths: Iterable[str | Path], detector: Detector | str | Path | None =
     the CPU or GPU computes it natively, else fp32; :mod:`aigi.detectors.precision`).
     ``decode="draft"`` decodes large JPEGs at a DCT scale when the
     detector's view resizes them anyway (faster; pixels differ slightly; named in the records)."""
+    from .scoring import run_detect
+
+    precision = _scoring_options(device, precision, runtime, decode)  # the batch size: in run_detect
+    yield from run_detect(lambda: _detector(detector, device, precision, runtime, decode), (Path(p) for p in paths),
+                          out=Path(out) if out else None,
+                          batch_size=default_batch_size(device) if batch_size is None else batch_size,
+                          retry_errors=retry_errors, progress=progress, log=log)
+
+
+def _scoring_options(device: str, precision: str | None, runtime: str, decode: str) -> str:
+    """Every scoring entry point's options checked before any work; returns the precision to run
+    (``None``: ``$AIGI_PRECISION``, else ``auto``)."""
     from .detectors.decoding import check_decode
     from .detectors.precision import check_choice, default_precision
     from .devices import check_device
-    from .scoring import run_detect
 
-    check_device(device)  # the batch size is checked where it is used (scoring.run_detect)
+    check_device(device)
     precision = precision or default_precision(runtime)
     check_choice(precision, runtime)
     check_decode(decode)
-    yield from run_detect(lambda: _detector(detector, device, precision, runtime, decode), (Path(p) for p in paths),
-                          out=Path(out) if out else None, batch_size=default_batch_size(device) if batch_size is None else batch_size,
-                          retry_errors=retry_errors,
-                          progress=progress, log=log)
+    return precision
 
 
 def check_engine(name: str) -> None:
@@ -160,19 +168,14 @@ def detect_scaled(paths: Sequence[str | Path], detector: str | Path | None = Non
     into a folder of Parquet files; a rerun with the same ``out`` scores only what is missing.
     ``batch_size``: paths per decode task and per forward pass (default 16). Returns counts:
     scored (now), fake, real, error, already (in ``out`` before)."""
-    from .detectors.decoding import check_decode
-    from .detectors.precision import check_choice, default_precision
-    from .devices import check_device
     from .registry import ENGINES
 
-    check_device(device)
-    precision = precision or default_precision(runtime)
-    check_choice(precision, runtime)
-    check_decode(decode)
+    precision = _scoring_options(device, precision, runtime, decode)
     check_engine(engine)
     return ENGINES.get(engine)([Path(p) for p in paths], None if detector is None else str(detector), out,
-                               batch_size=16 if batch_size is None else batch_size, address=address, actors=actors, device=device,
-                               precision=precision, runtime=runtime, decode=decode, log=log or (lambda m: None))
+                               batch_size=16 if batch_size is None else batch_size, address=address,
+                               actors=actors, device=device, precision=precision, runtime=runtime,
+                               decode=decode, log=log or (lambda m: None))
 
 
 def detector_info(name_or_path: str | Path | None = None) -> dict:

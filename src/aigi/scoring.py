@@ -215,8 +215,7 @@ def run_detect(
                     det.eval()
                     tag = {"precision": det.precision} if det.precision != "fp32" else {}
                     if tag and log:
-                        log(f"scoring in {det.precision}, the fastest verified path here "
-                            "(--precision fp32 or AIGI_PRECISION=fp32 for the reference)")
+                        log(f"scoring in {det.precision} (--precision fp32 or AIGI_PRECISION=fp32 for the reference)")
                     if det.runner is not None:
                         tag["runtime"] = det.runner.name
                     if det.decode != "full":
