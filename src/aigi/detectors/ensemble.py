@@ -16,7 +16,7 @@ import torch
 
 from ..errors import InputError
 from .base import CONFIG_FILE, Detector, Prediction
-from .decoding import DRAFT_MARGIN
+from .decoding import draft_side
 from .inference import ImageReader, PreparedBatch
 from .store import load_detector_dir, resolve_detector
 
@@ -75,10 +75,9 @@ class EnsembleDetector(Detector):
     def preparer(self) -> ImageReader:
         """Read each input once for all experts (each cuts its own view from the decoded image);
         a draft decode only when every expert resizes."""
-        resizing = not any(m.view.native for m in self.members.values())
-        draft = self.decode == "draft" and resizing
-        return ImageReader(DRAFT_MARGIN * max(m.preprocess_spec.output_size for m in self.members.values())
-                           if draft else None)
+        members = self.members.values()
+        return ImageReader(draft_side(self.decode, not any(m.view.native for m in members),
+                                      max(m.preprocess_spec.output_size for m in members)))
 
     @torch.no_grad()
     def score_batch(self, batch: PreparedBatch) -> list[Prediction]:

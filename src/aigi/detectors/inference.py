@@ -13,7 +13,7 @@ import torch
 
 from ..backbones.preprocess import prepare
 from ..data.io import ImageReadError, read_image
-from .decoding import DRAFT_MARGIN
+from .decoding import draft_side
 from .precision import autocast
 
 
@@ -66,7 +66,7 @@ class ViewPreparer:
         names = names or input_names(items)
         errors: dict[int, str] = {}
         crops, owner = [], []
-        min_side = DRAFT_MARGIN * self.spec.output_size if self.decode == "draft" and not self.view.native else None
+        min_side = draft_side(self.decode, not self.view.native, self.spec.output_size)
         for i, item in enumerate(items):
             try:
                 image = read_image(item, min_side=min_side)
