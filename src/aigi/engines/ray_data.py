@@ -134,9 +134,11 @@ def detect_ray(paths: Sequence[Path], detector: str | None, out: str | Path, bat
         if not todo:
             return counts
         label = str(detector) if detector else "default"
+        # loaded here so a bad detector fails before Ray starts; only its weightless preparer is kept
         loaded = load_detector(detector, device="cpu", precision=precision, runtime=runtime)
         loaded.decode = decode
         preparer = loaded.preparer()
+        del loaded
         before = set(out.glob("*.parquet"))
         started = _start_ray(address, actors, log)
         context = ray.data.DataContext.get_current()
