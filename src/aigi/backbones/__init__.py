@@ -140,32 +140,20 @@ def _strip_hf(spec: str) -> str:
     return spec[3:] if spec.startswith("hf:") else spec
 
 
-def _assemble(cls, config, state: dict[str, torch.Tensor]):
-    """A transformers CLIP vision model that takes ``state``'s tensors as they are: built on
-    the meta device (no random init), then assigned (no copy, each tensor keeps its dtype)."""
-    with torch.device("meta"):
-        model = cls(config)
-    model.load_state_dict(state, strict=True, assign=True)
-    embeddings = model.vision_model.embeddings  # its one non-persistent buffer, as transformers builds it
-    embeddings.register_buffer("position_ids", torch.arange(embeddings.num_positions).expand((1, -1)),
-                               persistent=False)
-    return model.eval()
-
-
 def load_backbone(spec: str = DEFAULT_BACKBONE, device: str | torch.device = "cpu",
                   matrix_dtype: torch.dtype | None = None) -> VisionBackbone:
     """Build the image tower a spec names, in eval mode (parameters stay trainable:
     detectors decide what to freeze). ``matrix_dtype`` (bf16 for inference in bf16) holds the
     Linear weights in that dtype; the embedded tower is read straight into it."""
     if spec in EMBEDDED_SPECS:
-        from transformers import CLIPVisionModelWithProjection
-
-        from . import embedded
+        from . import (  # no transformers: its import alone costs 2.4 s
+            embedded,
+            native_clip,
+        )
 
         folder = embedded.convert()
-        config = CLIPVisionModelWithProjection.config_class.from_pretrained(str(folder))
-        model = _assemble(CLIPVisionModelWithProjection, config,
-                          embedded.load_state_dict(folder, matrix_dtype or torch.float32))
+        model = native_clip.assemble(native_clip.ClipVisionShape.from_json(folder / "config.json"),
+                                     embedded.load_state_dict(folder, matrix_dtype or torch.float32))
         backbone: VisionBackbone = ClipVisionBackbone(model, _clip_pre(224), embedded.fingerprint(), "embedded")
         return backbone.to(device).eval()
     elif spec.startswith("random:"):

