@@ -43,6 +43,9 @@ print(json.dumps({"seconds": statistics.median(times), "probs": probs,
 """
 
 
+SPEED_FLAGS = {"avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}
+
+
 def pick(folder: Path, n: int) -> tuple[list[str], list[int]]:
     """n/2 reals and n/2 fakes under ``folder``, by sorted path."""
     files, labels = [], []
@@ -61,25 +64,30 @@ def child_aigi(files: list[str], repeats: int, detector: str, precision: str, ba
         precision, runtime = "fp32", "onnxruntime"
     det = aigi.load_detector(detector, precision=precision, runtime=runtime)
     with tempfile.TemporaryDirectory() as tmp:
-        list(aigi.detect(files[:batch_size], det, out=Path(tmp) / "warm.jsonl", batch_size=batch_size))
+        # the precision and runtime named on every call: left out, detect's default (auto) would apply
+        list(aigi.detect(files[:batch_size], det, out=Path(tmp) / "warm.jsonl", batch_size=batch_size,
+                         precision=precision, runtime=runtime))
         times = []
         for r in range(repeats):
             t0 = time.perf_counter()
             preds = list(aigi.detect(files, det, out=Path(tmp) / f"{r}.jsonl", batch_size=batch_size,
-                                     precision=precision))
+                                     precision=precision, runtime=runtime))
             times.append(time.perf_counter() - t0)
     return {"seconds": statistics.median(times), "probs": [p.prob_fake for p in preds]}
 
 
-def child_ceiling(n: int, repeats: int, detector: str, batch_size: int) -> dict:
+def child_ceiling(n: int, repeats: int, detector: str, batch_size: int, precision: str) -> dict:
+    """The tower alone on random pixels, held and run as ``detect`` holds and runs it at that
+    precision (bf16 weights under autocast; int8 Linear layers)."""
     import torch
 
     import aigi
+    from aigi.detectors.precision import autocast
 
-    tower = aigi.load_detector(detector).backbone
+    tower = aigi.load_detector(detector, precision=precision).backbone
     size = tower.preprocess_spec.output_size
     pixels = torch.randn(batch_size, 3, size, size)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(precision, torch.device("cpu")):
         tower(pixels)
         times = []
         for _ in range(repeats):
@@ -124,8 +132,8 @@ def main() -> None:
         import resource
 
         kind, files = args.child[0], json.loads(Path(args.child[1]).read_text())
-        result = child_ceiling(len(files), args.repeats, args.detector, args.batch_size) if kind == "ceiling" else \
-            child_aigi(files, args.repeats, args.detector, kind, args.batch_size)
+        result = child_ceiling(len(files), args.repeats, args.detector, args.batch_size, kind.split(":")[1]) \
+            if kind.startswith("ceiling:") else child_aigi(files, args.repeats, args.detector, kind, args.batch_size)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -134,7 +142,10 @@ def main() -> None:
     sets = {"photos": pick(args.photos, args.n), "cifake": pick(args.cifake, args.n)}
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?") \
         if Path("/proc/cpuinfo").exists() else "?"
-    report = {"cpu": cpu, "threads": os.environ.get("OMP_NUM_THREADS") or os.cpu_count(), "n": args.n,
+    from aigi.detectors.precision import cpu_flags, native_bf16
+
+    flags = sorted(cpu_flags() & SPEED_FLAGS)  # what decides the fast paths: bf16, VNNI int8, AVX-512
+    report = {"cpu": cpu, "flags": flags, "auto": "bf16" if native_bf16() else "fp32", "threads": os.environ.get("OMP_NUM_THREADS") or os.cpu_count(), "n": args.n,
               "repeats": args.repeats, "batch_size": args.batch_size, "results": {}}
     common = ["--repeats", str(args.repeats), "--batch-size", str(args.batch_size)] + \
         (["--detector", args.detector] if args.detector else [])
@@ -148,7 +159,10 @@ def main() -> None:
         for name, (files, labels) in sets.items():
             listing = Path(tmp) / f"{name}.json"
             listing.write_text(json.dumps(files))
-            rows = {"ceiling (bare tower)": run_child([__file__, *common, "--child", "ceiling", str(listing)])}
+            rows = {}
+            for precision in args.precision:
+                rows[f"ceiling {precision} (tower)"] = run_child([__file__, *common, "--child", f"ceiling:{precision}",
+                                                                  str(listing)])
             for precision in args.precision:
                 rows[f"aigi detect {precision}"] = run_child([__file__, *common, "--child", precision, str(listing)])
             for graph in graphs:
@@ -168,6 +182,8 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"cpu: {report['cpu']}, threads {report['threads']}, batch {args.batch_size}, "
           f"median of {args.repeats} after a warm-up")
+    print(f"flags: {' '.join(report['flags']) or 'none of ' + ' '.join(sorted(SPEED_FLAGS))}; "
+          f"--precision auto runs {report['auto']} here")
     for name, rows in report["results"].items():
         print(f"== {name} ({args.n} images)")
         print(f"{'variant':<24} {'images/s':>9} {'peak RSS MB':>12} {'AUC':>7}")
