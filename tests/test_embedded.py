@@ -193,3 +193,28 @@ def _cpu_flags() -> str:
             return next((line for line in fh if line.startswith("flags")), "")
     except OSError:
         return ""
+
+
+def test_tensor_file_reader_reads_what_safetensors_wrote(tmp_path):
+    """The plain-read loader (no memory map) returns every dtype the storage uses, and a cut
+    file is a one-line error naming it."""
+    from safetensors.torch import save_file
+
+    from aigi.backbones.embedded import EmbeddedWeightsUnavailable, TensorFileReader
+
+    g = torch.Generator().manual_seed(0)
+    tensors = {"w.q": torch.randint(-128, 127, (5, 7), dtype=torch.int8, generator=g),
+               "w.scale": torch.rand(7, generator=g), "h": torch.randn(3, 4, generator=g).to(torch.bfloat16),
+               "empty": torch.zeros(0)}
+    path = tmp_path / "model.safetensors"
+    save_file(tensors, str(path), metadata={"storage": "x"})
+    with TensorFileReader(path) as fh:
+        assert fh.metadata() == {"storage": "x"} and sorted(fh.keys()) == sorted(tensors)
+        for key, value in tensors.items():
+            got = fh.get_tensor(key)
+            assert got.dtype == value.dtype and torch.equal(got, value)
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(EmbeddedWeightsUnavailable, match="model.safetensors: .* is cut short"):
+        with TensorFileReader(path) as fh:
+            for key in fh.keys():
+                fh.get_tensor(key)

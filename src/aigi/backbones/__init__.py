@@ -146,10 +146,8 @@ def load_backbone(spec: str = DEFAULT_BACKBONE, device: str | torch.device = "cp
     detectors decide what to freeze). ``matrix_dtype`` (bf16 for inference in bf16) holds the
     Linear weights in that dtype; the embedded tower is read straight into it."""
     if spec in EMBEDDED_SPECS:
-        from . import (  # no transformers: its import alone costs 2.4 s
-            embedded,
-            native_clip,
-        )
+        # no transformers here: its import alone costs 2.4 s
+        from . import embedded, native_clip
 
         folder = embedded.convert()
         model = native_clip.assemble(native_clip.ClipVisionShape.from_json(folder / "config.json"),

