@@ -232,7 +232,7 @@ def load_state_dict(folder: Path | None = None, matrix_dtype: torch.dtype = torc
     path = Path(folder or converted_dir()) / "model.safetensors"
     state: dict[str, torch.Tensor] = {}
     with TensorFileReader(path) as fh:
-        quantised = (fh.metadata() or {}).get("storage") == STORAGE
+        quantised = fh.metadata().get("storage") == STORAGE
         for key in fh.keys():
             if quantised and key.endswith((".zero_point", ".scale")):
                 continue

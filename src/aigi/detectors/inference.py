@@ -50,8 +50,6 @@ class Prediction:
         return rec
 
 
-
-
 @dataclass(frozen=True)
 class ViewPreparer:
     """Read each input, cut the view's crops and pre-process them into one pixel tensor.
@@ -63,23 +61,17 @@ class ViewPreparer:
     decode: str = "full"
 
     def __call__(self, items: list[Any], names: list[str] | None = None) -> PreparedBatch:
-        names = names or input_names(items)
-        errors: dict[int, str] = {}
+        read = ImageReader(draft_side(self.decode, not self.view.native, self.spec.output_size))(items, names)
+        errors = dict(read.errors)
         crops, owner = [], []
-        min_side = draft_side(self.decode, not self.view.native, self.spec.output_size)
-        for i, item in enumerate(items):
-            try:
-                image = read_image(item, min_side=min_side)
-            except ImageReadError as exc:
-                errors[i] = exc.cause
-                continue
+        for i, image in zip(read.rows, read.pixels):
             for crop in self.view.apply(image, self.spec.output_size):
                 crops.append(crop)
                 owner.append(i)
         pixels, kept, failed = prepare(crops, self.spec)
         for j, cause in failed.items():
             errors.setdefault(owner[j], cause)
-        return PreparedBatch(list(names), pixels, [owner[j] for j in kept], errors)
+        return PreparedBatch(read.names, pixels, [owner[j] for j in kept], errors)
 
 
 @dataclass(frozen=True)
