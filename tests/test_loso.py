@@ -61,6 +61,25 @@ def test_the_metadata_audit_scores_every_fold(pool):
     assert res.exit_code == 0 and "held-out source" in res.output and "worst" in res.output
 
 
+def test_the_metadata_shortcut_on_an_external_set_is_trained_on_the_whole_pool(pool, tmp_path):
+    from aigi.api import audit_pool
+
+    rng = np.random.default_rng(1)
+    for source, (reals, fakes) in {"paired": (5, 5), "camera": (4, 0)}.items():
+        for label, n, folder in ((0, reals, "0_real"), (1, fakes, "1_fake")):
+            for i in range(n):
+                (tmp_path / "ext" / source / folder).mkdir(parents=True, exist_ok=True)
+                make_image(label, rng).save(tmp_path / "ext" / source / folder / f"{i}.png")
+    report = audit_pool(pool, tmp_path / "ext")
+    assert list(report["folds"]) == ["paired"]  # a real-only source has no AUC of its own
+    assert report["folds"]["paired"]["real"] == 5 and report["folds"]["paired"]["fake"] == 5
+    assert report["folds"]["paired"]["auc"] > 0.9  # noisy fakes compress worse: bytes per pixel gives them away
+    res = CliRunner().invoke(app, ["datasets", "audit", str(pool), "--external", str(tmp_path / "ext")])
+    assert res.exit_code == 0 and "external source" in res.output and "paired" in res.output
+    with pytest.raises(InputError, match="no source with both"):
+        audit_pool(pool, tmp_path / "ext" / "camera")
+
+
 def test_loso_trains_and_tests_each_fold(pool, tmp_path):
     recipe = tmp_path / "probe.yaml"
     recipe.write_text("detector: univfd\nbackbone: random:tiny-clip\ntrain: {epochs: 20, batch_size: 16}\n")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from aigi.data.pool import manifest
 from aigi.data.pool.build import build
-from aigi.data.pool.sources import FAKE, REAL, SOURCES, Rule, Source
+from aigi.data.pool.sources import EXTERNAL, FAKE, REAL, SOURCES, Rule, Source
 
 
 def _noise(seed: int, size=(300, 300)) -> Image.Image:
@@ -95,13 +95,13 @@ def test_bytes_that_differ_from_the_manifest_are_refused(repo, tmp_path):
 def test_cli_builds_the_pool_and_names_a_missing_clone(repo, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import aigi.data.pool.build as pool_build
+    import aigi.data.pool.sources as pool_sources
     from aigi.cli import app
 
     clones, commit = repo
     sources = _sources(commit)
     path = manifest.write(manifest.scan(clones, sources), tmp_path / "m.csv")
-    monkeypatch.setattr(pool_build, "SOURCES", sources)
+    monkeypatch.setitem(pool_sources.SETS, "pool", sources)
     res = CliRunner().invoke(app, ["datasets", "build-pool", "--clones", str(clones), "-o", str(tmp_path / "p"),
                                    "--manifest", str(path)])
     assert res.exit_code == 0, res.output
@@ -115,13 +115,13 @@ def test_cifake_joins_the_pool_as_one_more_source(repo, tmp_path, monkeypatch):
     """--cifake adds N files per class, picked by content hash (one per content), to pool.csv and the report."""
     from typer.testing import CliRunner
 
-    import aigi.data.pool.build as pool_build
+    import aigi.data.pool.sources as pool_sources
     from aigi.cli import app
 
     clones, commit = repo
     sources = _sources(commit)
     path = manifest.write(manifest.scan(clones, sources), tmp_path / "m.csv")
-    monkeypatch.setattr(pool_build, "SOURCES", sources)
+    monkeypatch.setitem(pool_sources.SETS, "pool", sources)
     cifake = tmp_path / "cifake"
     for sub, base in (("0_real", 0), ("1_fake", 100)):
         (cifake / sub).mkdir(parents=True)
@@ -148,3 +148,40 @@ def test_the_shipped_manifest_covers_every_source():
     assert {r.source for r in rows} == {s.name for s in SOURCES}
     assert all(len(r.commit) == 40 and len(r.sha256) == 64 for r in rows)
     assert {r.label for r in rows} == {"real", "fake"} and len(rows) > 4000
+
+
+def test_external_sources_cut_captions_limit_per_class_and_leave_out_pool_files(repo, tmp_path):
+    import hashlib
+
+    clones, commit = repo
+    card = Source("cards", "me/toy", commit[:7], (Rule(r"real/(?:a|b)\.png", REAL), Rule(r"fake/x\.png", FAKE, "g"),
+                                                   Rule(r"marked/m\.png", FAKE, "g")),
+                  "MIT", crop=(0, 0, 280, 200), per_class=1)
+    rows = manifest.scan(clones, (card,))
+    reals = sorted(hashlib.sha256((clones / "me+toy" / "real" / n).read_bytes()).hexdigest() for n in ("a.png", "b.png"))
+    fakes = sorted(hashlib.sha256((clones / "me+toy" / p).read_bytes()).hexdigest() for p in ("fake/x.png", "marked/m.png"))
+    assert sorted((r.label, r.sha256) for r in rows) == [("fake", fakes[0]), ("real", reals[0])]  # smallest hash each
+    path = manifest.write(rows, tmp_path / "m.csv")
+    report = build(clones, tmp_path / "ext", path, sources=(card,), exclude={fakes[0]})
+    assert report["rules"]["cards"] == {"in_pool": 1, "card_cropped": 1}
+    assert report["kept"] == {"cards": {"real": 1}}
+    assert Image.open(next((tmp_path / "ext" / "cards" / "0_real").iterdir())).size == (280, 200)
+
+
+def test_the_shipped_external_manifest_is_disjoint_from_the_pool():
+    pool = manifest.read()
+    external = manifest.read(manifest.MANIFESTS["external"])
+    assert {r.source for r in external} == {s.name for s in EXTERNAL}
+    assert not {s.name for s in EXTERNAL} & {s.name for s in SOURCES}
+    assert not {s.repo for s in EXTERNAL} & {s.repo for s in SOURCES}  # not one repository shared
+    assert not {r.sha256 for r in external} & {r.sha256 for r in pool}
+    assert {r.label for r in external} == {"real", "fake"} and len(external) > 2000
+
+
+def test_an_unknown_source_set_is_named():
+    from typer.testing import CliRunner
+
+    from aigi.cli import app
+
+    res = CliRunner().invoke(app, ["datasets", "build-pool", "--clones", ".", "-o", "x", "--set", "nope"])
+    assert res.exit_code == 2 and "unknown source set 'nope' (known: pool, external)" in res.output

@@ -127,7 +127,7 @@ def test_registry_error_str_is_plain_text():
     assert str(RegistryError()) == ""
 
 
-@pytest.mark.parametrize("key", ["univfd", "univfd-knn"])
+@pytest.mark.parametrize("key", ["univfd", "univfd-knn", "univfd-layers"])
 def test_builtin_detectors_resolve_to_classes_named_like_their_key(key):
     assert key in DETECTORS.names()
     cls = DETECTORS.get(key)

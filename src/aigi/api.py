@@ -492,31 +492,44 @@ def prepare_backbone(force: bool = False) -> Path:
 
 def build_pool(clones: str | Path, out: str | Path, manifest: str | Path | None = None,
                sources: Sequence[str] | None = None, log: Callable[[str], None] | None = None,
-               cifake: str | Path | None = None, cifake_per_class: int = 500) -> dict:
+               cifake: str | Path | None = None, cifake_per_class: int = 500, which: str = "pool") -> dict:
     """Build the public training pool from local clones of its repositories (git plumbing only,
     every file verified against the manifest, rejection rules applied and counted in
     ``<out>/report.json``); returns the report. ``cifake``: a CIFAKE split (e.g. its train/)
-    added as the source ``cifake``, ``cifake_per_class`` images per class. See docs/data.md."""
+    added as the source ``cifake``, ``cifake_per_class`` images per class. ``which="external"``
+    builds the external test set instead (sources never trained on; any file that is also in
+    the pool is left out). See docs/data.md."""
     from .data.pool.build import add_folder, build
-    from .data.pool.manifest import DEFAULT_MANIFEST
+    from .data.pool.manifest import DEFAULT_MANIFEST, MANIFESTS, read
+    from .data.pool.sources import SETS
 
-    report = build(Path(clones), Path(out), Path(manifest) if manifest else DEFAULT_MANIFEST, only=sources, log=log)
+    if which not in SETS:
+        raise InputError(f"unknown source set '{which}' (known: {', '.join(SETS)})")
+    exclude = {r.sha256 for r in read(DEFAULT_MANIFEST)} if which != "pool" else set()
+    report = build(Path(clones), Path(out), Path(manifest) if manifest else MANIFESTS[which], sources=SETS[which],
+                   only=sources, log=log, exclude=exclude)
     return add_folder(Path(out), Path(cifake), "cifake", cifake_per_class) if cifake else report
 
 
-def pool_manifest(clones: str | Path, out: str | Path | None = None) -> Path:
-    """Rescan the clones into the pool manifest (for maintainers adding a source)."""
+def pool_manifest(clones: str | Path, out: str | Path | None = None, which: str = "pool") -> Path:
+    """Rescan the clones into the pool's (or the external set's) manifest (for maintainers adding a source)."""
     from .data.pool import manifest
+    from .data.pool.sources import SETS
 
-    target = Path(out) if out else manifest.DEFAULT_MANIFEST
-    return manifest.write(manifest.scan(Path(clones)), target)
+    if which not in SETS:
+        raise InputError(f"unknown source set '{which}' (known: {', '.join(SETS)})")
+    target = Path(out) if out else manifest.MANIFESTS[which]
+    return manifest.write(manifest.scan(Path(clones), SETS[which]), target)
 
 
-def audit_pool(pool: str | Path) -> dict:
-    """The metadata-only shortcut baseline, leave-one-source-out (:mod:`aigi.eval.audit`)."""
+def audit_pool(pool: str | Path, external: str | Path | None = None) -> dict:
+    """The metadata-only shortcut baseline, leave-one-source-out (:mod:`aigi.eval.audit`); with
+    ``external``, trained on the whole pool and scored per source of that external test set."""
     from .data.datasets import load_dataset
-    from .eval.audit import audit
+    from .eval.audit import audit, audit_external
 
+    if external is not None:
+        return audit_external(load_dataset(pool, subset_depth=1), load_dataset(external, subset_depth=1))
     return audit(load_dataset(pool, subset_depth=1))
 
 

@@ -447,11 +447,13 @@ def datasets_build_pool(
     source: Optional[List[str]] = typer.Option(None, "--source", help="Only this source; repeat."),
     cifake: Optional[Path] = typer.Option(None, help="A CIFAKE split (0_real/1_fake) to add as the source 'cifake'."),
     cifake_per_class: int = typer.Option(500, min=1, help="CIFAKE images per class (picked by sha256)."),
+    which: str = typer.Option("pool", "--set", help="pool: the training pool; external: the external test set "
+                              "(sources never trained on)."),
 ) -> None:
-    """Build the public real-vs-generated training pool from git clones (docs/data.md)."""
+    """Build the public real-vs-generated training pool, or the external test set, from git clones (docs/data.md)."""
     with _errors():
         report = api.build_pool(clones, out, manifest, sources=source, log=lambda m: typer.echo(m, err=True),
-                                cifake=cifake, cifake_per_class=cifake_per_class)
+                                cifake=cifake, cifake_per_class=cifake_per_class, which=which)
     for name, kept in report["kept"].items():
         rules = ", ".join(f"{k} {v}" for k, v in report["rules"].get(name, {}).items())
         typer.echo(f"{name:<12} real {kept.get('real', 0):>5}  fake {kept.get('fake', 0):>5}  {rules}")
@@ -461,15 +463,17 @@ def datasets_build_pool(
 @datasets_app.command("audit")
 def datasets_audit(
     pool: Path = typer.Argument(..., help="A built pool (<source>/{0_real,1_fake}/)."),
+    external: Optional[Path] = typer.Option(None, help="An external test set (build-pool --set external): train "
+                                            "on the whole pool, score each of its sources instead."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The shortcut baseline: leave-one-source-out AUC of a classifier on file metadata alone."""
     with _errors():
-        report = api.audit_pool(pool)
+        report = api.audit_pool(pool, external)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    typer.echo(f"{'held-out source':<16} {'real':>5} {'fake':>5} {'AUC':>7}")
+    typer.echo(f"{'external source' if external else 'held-out source':<16} {'real':>5} {'fake':>5} {'AUC':>7}")
     for name, f in report["folds"].items():
         typer.echo(f"{name:<16} {f['real']:>5} {f['fake']:>5} {f['auc']:>7.4f}")
     typer.echo(f"{'mean':<16} {'':>5} {'':>5} {report['mean_auc']:>7.4f}   worst {report['worst_auc']:.4f}")
@@ -479,10 +483,11 @@ def datasets_audit(
 def datasets_pool_manifest(
     clones: Path = typer.Option(..., "--clones", help="Folder holding clones of the pool's repositories."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write it (default: the shipped manifest)."),
+    which: str = typer.Option("pool", "--set", help="pool or external."),
 ) -> None:
     """Rescan the clones into the pool manifest (maintainers, when a source is added)."""
     with _errors():
-        typer.echo(str(api.pool_manifest(clones, out)))
+        typer.echo(str(api.pool_manifest(clones, out, which)))
 
 
 @datasets_app.command("suites")

@@ -71,6 +71,7 @@ REPORTS: Registry[Any] = Registry("report")  # detector name → fn(detector, fo
 # A new method adds its lines here, or registers itself from its own module (see tests/test_extension.py).
 DETECTORS.register("univfd", "aigi.methods.univfd:UnivFDProbe")
 DETECTORS.register("univfd-knn", "aigi.methods.univfd:UnivFDNearestNeighbour")
+DETECTORS.register("univfd-layers", "aigi.methods.univfd:UnivFDLayers")
 DETECTORS.register("ltd", "aigi.methods.ltd.model:LTDDetector")
 DETECTORS.register("mole", "aigi.methods.mole.model:MoLEDetector")
 DETECTORS.register("dgs", "aigi.methods.dgs.model:DGSDetector")

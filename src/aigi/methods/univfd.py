@@ -2,7 +2,8 @@
 
 Frozen CLIP, final image embedding (post-LN CLS, projected). Two heads:
 a linear probe, and the nearest-neighbour rule over banks of real and fake
-training embeddings.
+training embeddings. A third reads the same probe across blocks: the CLS token
+of several blocks, not only the last one's embedding.
 """
 from __future__ import annotations
 
@@ -38,6 +39,54 @@ class UnivFDProbe(Detector):
 
     def head_from_features(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features.to(self.head.weight.dtype)).squeeze(-1)
+
+
+class UnivFDLayers(Detector):
+    """One linear layer on several blocks' CLS tokens, each layer-normalised.
+
+    The final embedding keeps what CLIP's contrastive training rewards, the meaning of
+    the picture; generation traces are plainest in the middle blocks (the premise of
+    LTD, and of probes on intermediate blocks such as RINE), and they survive in a photo
+    that resembles no training image. Normalising each block's token (no learnt scale)
+    keeps the blocks whose activations are an order of magnitude larger from owning
+    the probe. It reads the cached ``cls`` feature, so it costs no extra backbone pass.
+    """
+
+    name = "univfd-layers"
+    feature_key = "cls"
+
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, threshold: float = 0.5, num_layers: int = 12,
+                 width: int = 768, blocks: list[int] | None = None, dropout: float = 0.0) -> None:
+        super().__init__(backbone, threshold)
+        self.num_layers, self.width, self.dropout = int(num_layers), int(width), float(dropout)
+        chosen = list(range(self.num_layers)) if blocks is None else [int(b) for b in blocks]
+        if not chosen or any(not -self.num_layers <= b < self.num_layers for b in chosen):
+            raise InputError(f"blocks {chosen} must be a non-empty list of block indices in "
+                             f"{-self.num_layers}..{self.num_layers - 1} (the backbone has {self.num_layers})")
+        resolved = [b % self.num_layers for b in chosen]
+        if len(set(resolved)) != len(resolved):
+            raise InputError(f"blocks {chosen} name a block twice")
+        self.blocks = resolved
+        self.drop = nn.Dropout(self.dropout)
+        self.head = nn.Linear(len(resolved) * self.width, 1)
+        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def params(self) -> dict[str, Any]:
+        return {"num_layers": self.num_layers, "width": self.width, "blocks": list(self.blocks),
+                "dropout": self.dropout}
+
+    @classmethod
+    def backbone_params(cls, backbone) -> dict[str, Any]:
+        return {"num_layers": backbone.num_layers, "width": backbone.width}
+
+    def head_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """``features``: ``[B, num_layers, width]``, every block's CLS token."""
+        if features.shape[1:] != (self.num_layers, self.width):
+            raise InputError(f"univfd-layers expects every block's CLS token, [batch, {self.num_layers}, "
+                             f"{self.width}], not {list(features.shape)}")
+        tokens = nn.functional.layer_norm(features[:, self.blocks].float(), (self.width,))
+        return self.head(self.drop(tokens.flatten(1)).to(self.head.weight.dtype)).squeeze(-1)
 
 
 class UnivFDNearestNeighbour(Detector):

@@ -7,12 +7,15 @@ Rules, in order, each counted in ``report.json``:
 - ``missing`` / ``sha_mismatch``: the clone does not hold the manifest's bytes;
 - ``too_small``: shorter side below the source's minimum (256 px);
 - ``duplicate``: the same bytes already taken (any source);
+- ``in_pool`` (the external test set): the same bytes are in the training pool;
 - ``placeholder``: the Stable Diffusion safety-checker frame a refused output was
   replaced with (perceptually equal to the repository's own frame), or a black frame;
 - ``near_duplicate_across_classes``: a real and a fake image that look the same
   (difference hash within 4 bits): both are dropped, their label is in doubt;
 - ``watermark_cropped`` (kept): a visible generator mark in the bottom-right corner
-  removed by cropping the bottom 8 % of the image.
+  removed by cropping the bottom 8 % of the image;
+- ``card_cropped`` (kept): the image part of a captioned card kept, the caption (which
+  may name the answer) cut off.
 """
 from __future__ import annotations
 
@@ -52,8 +55,10 @@ def _crop_corner_mark(image: Image.Image) -> Image.Image:
 
 
 def build(clones: Path, out: Path, manifest: Path = DEFAULT_MANIFEST, sources: Iterable[Source] | None = None,
-          only: Iterable[str] | None = None, log: Callable[[str], None] | None = None) -> dict:
-    """Write the pool and its report; returns the report."""
+          only: Iterable[str] | None = None, log: Callable[[str], None] | None = None,
+          exclude: Iterable[str] = ()) -> dict:
+    """Write the pool and its report; returns the report. ``exclude``: sha256 of files that must
+    not be taken (the training pool's, when building the external test set)."""
     clones, out = Path(clones), Path(out)
     table = {s.name: s for s in (SOURCES if sources is None else sources)}
     rows = read(manifest)
@@ -68,6 +73,7 @@ def build(clones: Path, out: Path, manifest: Path = DEFAULT_MANIFEST, sources: I
     rejected: dict[str, Counter] = defaultdict(Counter)
     kept: list[tuple[Row, Image.Image | None, bytes, int]] = []  # row, cropped image (or None), bytes, dhash
     seen: set[str] = set()
+    excluded = set(exclude)
     by_source: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         by_source[r.source].append(r)
@@ -80,7 +86,7 @@ def build(clones: Path, out: Path, manifest: Path = DEFAULT_MANIFEST, sources: I
                 frame = dhash(read_image(raw)) if raw else None
             for row in group:
                 data = reader.read(row.commit, row.path)
-                rule = _reject(row, data, source, seen)
+                rule = _reject(row, data, source, seen) or ("in_pool" if row.sha256 in excluded else None)
                 image = None
                 if rule is None:
                     try:
@@ -97,6 +103,9 @@ def build(clones: Path, out: Path, manifest: Path = DEFAULT_MANIFEST, sources: I
                 if source.watermark == "corner":
                     cropped = image = _crop_corner_mark(image)
                     rejected[name]["watermark_cropped"] += 1
+                if source.crop:
+                    cropped = image = image.crop(source.crop)
+                    rejected[name]["card_cropped"] += 1
                 kept.append((row, cropped, data, dhash(image)))
         if log:
             log(f"{name}: {sum(1 for k in kept if k[0].source == name)} kept of {len(group)}")

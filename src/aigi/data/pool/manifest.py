@@ -21,6 +21,7 @@ from .git import BlobReader, find_clone, full_commit, list_blobs
 from .sources import SOURCES, Source
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parent / "manifest.csv"  # committed; shipped with the package
+MANIFESTS: dict[str, Path] = {"pool": DEFAULT_MANIFEST, "external": DEFAULT_MANIFEST.with_name("external.csv")}
 
 
 @dataclass
@@ -72,9 +73,19 @@ def scan(clones: Path, sources: Iterable[Source] = SOURCES,
                 rows.append(Row(source.name, source.repo, commit, path, hashlib.sha256(data).hexdigest(),
                                 "fake" if rule.label else "real", _generator(source, rule, path), width, height,
                                 fmt.lower(), source.licence))
+        if source.per_class is not None:
+            rows = _limit(rows, source)
         if progress:
             progress(f"{source.name}: {sum(r.source == source.name for r in rows)} images")
     return rows
+
+
+def _limit(rows: list[Row], source: Source) -> list[Row]:
+    """At most ``source.per_class`` of its rows per class, the smallest sha256 first."""
+    mine = [r for r in rows if r.source == source.name]
+    keep = {id(r) for label in ("real", "fake")
+            for r in sorted((r for r in mine if r.label == label), key=lambda r: r.sha256)[:source.per_class]}
+    return [r for r in rows if r.source != source.name or id(r) in keep]
 
 
 def write(rows: list[Row], path: Path) -> Path:

@@ -4,7 +4,9 @@ Each rule is a regular expression on a file's path in the repository and the cla
 (and generator, where known) it gives. Licences are as the repositories state them
 (``none stated`` means no licence file and no licence in the README: the images are
 used for research, never redistributed; aigi ships only this table and the manifest).
-See docs/data.md.
+``EXTERNAL`` is the external test set: sources in none of the training pool's
+repositories, from generators the pool mostly lacks, never trained on (see
+docs/data.md, "The external test set").
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ class Source:
     watermark: str | None = None  # "corner": a visible generator mark in the bottom-right corner, cropped off
     placeholder: str | None = None  # path of the safety-checker frame this repository substitutes for refused outputs
     min_side: int = 256  # shorter side below this is rejected
+    crop: tuple[int, int, int, int] | None = None  # (left, top, right, bottom): the image part of a captioned card
+    per_class: int | None = None  # keep at most this many per class, smallest sha256 first (same files everywhere)
 
 
 SOURCES: tuple[Source, ...] = (
@@ -81,3 +85,56 @@ SOURCES: tuple[Source, ...] = (
 
 def by_name() -> dict[str, Source]:
     return {s.name: s for s in SOURCES}
+
+# The external test set: scored, never trained on. Paired sources (both classes, put through one
+# pipeline by their authors) give one AUC each; the real-only ones widen the reals (camera EXIF,
+# raw-ish JPEGs from many makes) and are scored as one more group of reals.
+EXTERNAL: tuple[Source, ...] = (
+    Source("teenbiscuits", "TeenBiscuits/RealOrAI", "7e84fae",
+           (Rule(r"public/images/real/real_\d{4}\.jpg$", REAL),
+            Rule(r"public/images/ai/ai_\d{4}\.jpe?g$", FAKE, "gemini-3-pro-image")),
+           "Apache-2.0 (the code); reals from Unsplash (Unsplash License)",
+           "Nano Banana Pro against Unsplash photos, both saved as 1280 × 720 JPEG q85 by one script"),
+    Source("maskin", "AlexanderFjellheim/maskinEllerMenneske_QuizApp", "26dfb6b",
+           (Rule(r"public/images/real/\d+\.jpg$", REAL),
+            Rule(r"public/images/fake/\d+\.jpg$", FAKE, "adobe-firefly")),
+           "none stated", "Adobe Firefly (XMP tags; some generative fill) against photos, both exported from "
+           "Photoshop at about 1920 × 1080"),
+    Source("declan", "declan-wright/Image-Dataset", "ba64382",
+           (Rule(r"B\d+\.jpg$", REAL), Rule(r"A\d+\.jpg$", FAKE, "flux-pro/imagen-3/recraft-v3")),
+           "MIT (each real's caption names its photo licence)",
+           "captioned 1024 × 1536 cards: the image is the top 1024 × 768, the caption (which names the answer) "
+           "is cut off", crop=(0, 0, 1024, 768)),
+    Source("truman", "Social-Design-Lab/Truman_AI", "02f50e6",
+           (Rule(r"real/(?!33\.)\d+\.jpg$", REAL), Rule(r"AI/\d+\.jpg$", FAKE, "gpt-image")),
+           "MIT (the code)", "OpenAI gpt-image PNGs against web and news photos (JPEG, WebP, PNG)"),
+    Source("byron", "ByronOMC/ai-vs-real-images-arcade", "f22ff66",
+           (Rule(r"data/news/REAL_\d+\.jpg$", REAL),
+            Rule(r"data/news/AI_\d+\.png$", FAKE, "gemini-3.1-flash-image")),
+           "none stated (reals: Reuters photos, their owners' rights)",
+           "Gemini 3.1 Flash Image prompted from Reuters captions, against the Reuters photos; removed at HEAD"),
+    Source("ffhq-faces", "cdiaconu04/Guess-real-or-ai", "e80b479",
+           (Rule(r"public/gamePics/real/\d{5}\.jpg$", REAL),
+            Rule(r"public/gamePics/fake/[A-Z0-9]{10}\.jpg$", FAKE, "stylegan")),
+           "none stated", "256 × 256 faces: FFHQ-like reals, StyleGAN-like fakes (inferred, not stated)",
+           per_class=300),
+    Source("seegma-faces", "SeegmaEpsilon/experiment-real-or-ai-face", "921c826",
+           (Rule(r"img/real/(?:man|woman)/\d\d\.jpg$", REAL),
+            Rule(r"img/fake/(?:man|woman)/\d\d\.jpg$", FAKE, "stylegan2")),
+           "none stated", "aligned 1024 px faces; StyleGAN2-like fakes (inferred)"),
+    Source("dreambooth", "google/dreambooth", "4f887af",
+           (Rule(r"dataset/[^/]+/\d+\.jpg$", REAL),),
+           "CC BY 4.0 (per-image Unsplash credits in the repository)", "object photos, square crops"),
+    Source("afhq", "clovaai/stargan-v2", "875b70a",
+           (Rule(r"assets/representative/afhq/(?:src|ref)/(?:cat|dog|wild)/[^/]+\.jpg$", REAL),),
+           "CC BY-NC 4.0", "512 × 512 animal-face photos"),
+    Source("exif-samples", "ianare/exif-samples", "5332a9c",
+           (Rule(r"jpg/(?:exif-org|gps|hdr|mobile|tests)/[^/]+\.jpe?g$", REAL),),
+           "CC BY-SA 4.0 (contributed images, per the README)", "camera JPEGs of many makes, EXIF intact"),
+    Source("rodeback", "ryanrodeback/PhotographerWebsite", "8916a4a",
+           (Rule(r"photos/[^/]+\.(?:JPG|jpg)$", REAL),), "none stated", "a photographer's JPEGs up to 5400 px"),
+    Source("silland", "jsilland/photos", "5f12f71",
+           (Rule(r"[^/]+\.(?:JPG|jpg)$", REAL),), "none stated", "one 2014 Nikon shoot, 3872 × 2592"),
+)
+
+SETS: dict[str, tuple[Source, ...]] = {"pool": SOURCES, "external": EXTERNAL}
