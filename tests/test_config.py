@@ -170,6 +170,16 @@ def test_base_inheritance_merges_deeply(tmp_path):
     assert cfg == {"detector": "ltd", "params": {"n": 7, "heads": 8}, "train": {"lr": 1e-4}}
 
 
+def test_a_recipe_naming_another_detector_drops_its_base_params(tmp_path):
+    from aigi.config import load_yaml
+
+    (tmp_path / "main.yaml").write_text("detector: univfd-layers\nparams: {blocks: [2, 3]}\ntrain: {lr: 1e-4}\n")
+    (tmp_path / "knn.yaml").write_text("base: main.yaml\ndetector: univfd-knn\nparams: {k: 3}\n")
+    (tmp_path / "same.yaml").write_text("base: main.yaml\ndetector: univfd-layers\nparams: {dropout: 0.1}\n")
+    assert load_yaml(tmp_path / "knn.yaml") == {"detector": "univfd-knn", "params": {"k": 3}, "train": {"lr": 1e-4}}
+    assert load_yaml(tmp_path / "same.yaml")["params"] == {"blocks": [2, 3], "dropout": 0.1}
+
+
 def test_base_loop_is_an_error(tmp_path):
     from aigi.config import ConfigError, load_yaml
 

@@ -56,6 +56,22 @@ def test_bad_block_lists_are_named(blocks, cause):
         _probe(blocks=blocks)
 
 
+def test_scoring_stops_after_the_deepest_chosen_block_and_equals_the_cached_path():
+    probe = _probe(blocks=[2, 0])
+    bb = probe.backbone
+    pixels = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    ran = []
+    hooks = [b.register_forward_hook(lambda m, i, o, k=k: ran.append(k)) for k, b in enumerate(bb.blocks)]
+    with torch.no_grad():
+        direct = probe(pixels)
+    for h in hooks:
+        h.remove()
+    assert ran == [0, 1, 2]  # block 3 never runs
+    with torch.no_grad():
+        cached = probe.head_from_features(bb.encode(pixels, layers="all").cls_per_layer)
+    assert torch.allclose(direct, cached, atol=1e-5)
+
+
 def test_features_of_another_shape_are_refused():
     with pytest.raises(InputError, match=r"\[batch, 4, 32\]"):
         _probe().head_from_features(torch.randn(2, 32))

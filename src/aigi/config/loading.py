@@ -45,6 +45,15 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def inherit(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """A recipe on top of its base. ``params`` belong to a detector: a recipe that names another
+    detector than its base starts from none of the base's params (its data, view and training
+    recipe are still inherited)."""
+    if "detector" in update and update["detector"] != base.get("detector"):
+        base = {k: v for k, v in base.items() if k != "params"}
+    return merge(base, update)
+
+
 def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read a recipe. ``base: other.yaml`` (relative to this file) inherits from
     another recipe, so an ablation is a few lines on top of the main one."""
@@ -65,7 +74,7 @@ def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base_path = (path.parent / str(base)).resolve()
     if base_path in _seen:
         raise ConfigError(f"{path}: 'base' chain loops back to {base_path}")
-    return merge(load_yaml(base_path, (*_seen, path.resolve())), data)
+    return inherit(load_yaml(base_path, (*_seen, path.resolve())), data)
 
 
 def _expert(path: Path, recipe: Any, seen: tuple[Path, ...]) -> Any:
@@ -74,7 +83,7 @@ def _expert(path: Path, recipe: Any, seen: tuple[Path, ...]) -> Any:
         return load_yaml(path.parent / recipe, (*seen, path.resolve()))
     if isinstance(recipe, dict) and "base" in recipe:
         inline = dict(recipe)
-        return merge(load_yaml(path.parent / str(inline.pop("base")), (*seen, path.resolve())), inline)
+        return inherit(load_yaml(path.parent / str(inline.pop("base")), (*seen, path.resolve())), inline)
     return recipe
 
 

@@ -81,12 +81,22 @@ class UnivFDLayers(Detector):
         return {"num_layers": backbone.num_layers, "width": backbone.width}
 
     def head_from_features(self, features: torch.Tensor) -> torch.Tensor:
-        """``features``: ``[B, num_layers, width]``, every block's CLS token."""
+        """``features``: ``[B, num_layers, width]``, every block's CLS token (the cached ``cls``)."""
         if features.shape[1:] != (self.num_layers, self.width):
             raise InputError(f"univfd-layers expects every block's CLS token, [batch, {self.num_layers}, "
                              f"{self.width}], not {list(features.shape)}")
-        tokens = nn.functional.layer_norm(features[:, self.blocks].float(), (self.width,))
+        return self.head_from_tokens(features[:, self.blocks])
+
+    def head_from_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``tokens``: ``[B, len(blocks), width]``, the chosen blocks' CLS tokens in order."""
+        tokens = nn.functional.layer_norm(tokens.float(), (self.width,))
         return self.head(self.drop(tokens.flatten(1)).to(self.head.weight.dtype)).squeeze(-1)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Early exit: the tower stops after the deepest chosen block."""
+        with torch.no_grad():
+            out = self.backbone.encode(pixels, layers=self.blocks, stop_after=max(self.blocks), embed=False)
+        return self.head_from_tokens(out.cls_per_layer)  # in the order asked for
 
 
 class UnivFDNearestNeighbour(Detector):
