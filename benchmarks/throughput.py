@@ -1,4 +1,4 @@
-"""Scoring throughput, side by side on the same images: the bare tower (the ceiling), `aigi detect`
+"""Scoring throughput, side by side on the same images: the bare forward pass (the ceiling), `aigi detect`
 end to end (files in, JSONL out) at each precision, and the shipped peer sahu65's
 ``LocalDetector.detect_bytes`` loop. Images/s is the median of ``--repeats`` timed passes after a
 warm-up; peak RSS is the variant's own process; AUC is on the same images, so that speed is
@@ -77,23 +77,24 @@ def child_aigi(files: list[str], repeats: int, detector: str, precision: str, ba
 
 
 def child_ceiling(n: int, repeats: int, detector: str, batch_size: int, precision: str) -> dict:
-    """The tower alone on random pixels, held and run as ``detect`` holds and runs it at that
-    precision (bf16 weights under autocast; int8 Linear layers)."""
+    """The detector's forward alone (the tower as far as the head reads it, and the head) on random
+    pixels, held and run as ``detect`` holds and runs it at that precision (bf16 weights under
+    autocast; int8 Linear layers): no decoding, no files."""
     import torch
 
     import aigi
     from aigi.detectors.precision import autocast
 
-    tower = aigi.load_detector(detector, precision=precision).backbone
-    size = tower.preprocess_spec.output_size
+    model = aigi.load_detector(detector, precision=precision)
+    size = model.preprocess_spec.output_size
     pixels = torch.randn(batch_size, 3, size, size)
     with torch.inference_mode(), autocast(precision, torch.device("cpu")):
-        tower(pixels)
+        model(pixels)
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             for _ in range(-(-n // batch_size)):
-                tower(pixels)
+                model(pixels)
             times.append(time.perf_counter() - t0)
     return {"seconds": statistics.median(times) * n / (-(-n // batch_size) * batch_size), "probs": None}
 
@@ -161,7 +162,7 @@ def main() -> None:
             listing.write_text(json.dumps(files))
             rows = {}
             for precision in args.precision:
-                rows[f"ceiling {precision} (tower)"] = run_child([__file__, *common, "--child", f"ceiling:{precision}",
+                rows[f"ceiling {precision} (forward)"] = run_child([__file__, *common, "--child", f"ceiling:{precision}",
                                                                   str(listing)])
             for precision in args.precision:
                 rows[f"aigi detect {precision}"] = run_child([__file__, *common, "--child", precision, str(listing)])
@@ -186,13 +187,13 @@ def main() -> None:
           f"--precision auto runs {report['auto']} here")
     for name, rows in report["results"].items():
         print(f"== {name} ({args.n} images)")
-        print(f"{'variant':<24} {'images/s':>9} {'peak RSS MB':>12} {'AUC':>7}")
+        print(f"{'variant':<28} {'images/s':>9} {'peak RSS MB':>12} {'AUC':>7}")
         for label, r in rows.items():
             if "error" in r:
-                print(f"{label:<24} error: {r['error']}")
+                print(f"{label:<28} error: {r['error']}")
                 continue
             a = f"{r['auc']:.4f}" if r.get("auc") is not None else "-"
-            print(f"{label:<24} {r['images_per_s']:>9.2f} {r['peak_rss_mb']:>12.0f} {a:>7}")
+            print(f"{label:<28} {r['images_per_s']:>9.2f} {r['peak_rss_mb']:>12.0f} {a:>7}")
     print(f"written to {args.out}")
 
 

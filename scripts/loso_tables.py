@@ -2,7 +2,7 @@
 recipe beside the metadata shortcut, and each recipe's AUC per generator. Used for docs/data.md
 and docs/model-card.md, so that the numbers there are the command's own.
 
-    python scripts/loso_tables.py runs/loso-photo/loso.json [--generators photo-b16]
+    python scripts/loso_tables.py runs/loso-photo/loso.json [--generators photo-b16] [--ci photo-b16]
 """
 from __future__ import annotations
 
@@ -11,20 +11,29 @@ import json
 from pathlib import Path
 
 
-def folds_table(table: dict) -> str:
+def folds_table(table: dict, ci: str | None = None) -> str:
+    """AUC per held-out source and recipe; with ``ci``, that recipe's 95 % bootstrap interval
+    beside it, so that a gap between recipes can be read against the folds' own noise."""
     shortcut = table.get("shortcut", {}).get("folds", {})
     recipes = [k for k in table if k != "shortcut"]
     sources = list(next(iter(table[r]["folds"] for r in recipes)))
-    head = "| held-out source | real | fake | " + " | ".join(recipes) + " | shortcut |"
-    lines = [head, "|---" * (len(recipes) + 4) + "|"]
+    names = [n for r in recipes for n in ([r, f"{r} 95 % CI"] if r == ci else [r])]
+    head = "| held-out source | real | fake | " + " | ".join(names) + " | shortcut |"
+    lines = [head, "|---" * (len(names) + 4) + "|"]
     for src in sources:
         first = table[recipes[0]]["folds"][src]
-        cells = [f"{table[r]['folds'][src]['auc']:.3f}" for r in recipes]
+        cells = []
+        for r in recipes:
+            fold = table[r]["folds"][src]
+            cells.append(f"{fold['auc']:.3f}")
+            if r == ci:
+                lo_hi = fold.get("auc_ci")
+                cells.append(f"{lo_hi[0]:.3f}–{lo_hi[1]:.3f}" if lo_hi else "-")
         base = shortcut.get(src, {}).get("auc")
         tail = f" | {base:.3f} |" if base is not None else " | - |"
         lines.append(f"| {src} | {first['real']} | {first['fake']} | " + " | ".join(cells) + tail)
     for label, key in (("mean", "mean_auc"), ("worst", "worst_auc")):
-        cells = [f"**{table[r][key]:.3f}**" for r in recipes]
+        cells = [c for r in recipes for c in ([f"**{table[r][key]:.3f}**"] + ([""] if r == ci else []))]
         base = table.get("shortcut", {}).get(key)
         lines.append(f"| {label} | | | " + " | ".join(cells) + (f" | {base:.3f} |" if base is not None else " | - |"))
     return "\n".join(lines)
@@ -71,10 +80,11 @@ def main() -> None:
     ap.add_argument("--generators", help="also the per-generator table of this recipe")
     ap.add_argument("--failures", help="also the most confident mistakes of this recipe (needs --pool)")
     ap.add_argument("--pool", type=Path, help="the pool the LOSO ran on (its pool.csv)")
+    ap.add_argument("--ci", help="also the 95 %% bootstrap interval of this recipe's AUC per fold")
     ap.add_argument("-n", type=int, default=5)
     args = ap.parse_args()
     table = json.loads(args.loso.read_text())
-    print(folds_table(table))
+    print(folds_table(table, args.ci))
     if args.generators:
         print()
         print(generators_table(table, args.generators))

@@ -109,3 +109,20 @@ def test_loso_trains_and_tests_each_fold(pool, tmp_path):
     labels = [int(r["label"]) for r in preds]
     assert labels.count(1) == 6  # all of gamma's fakes are gx's: its AUC is the fold's
     assert gens["gx"]["auc"] == pytest.approx(roc_auc_score(labels, [float(r["prob_fake"]) for r in preds]))
+
+
+def test_the_docs_table_puts_each_folds_interval_beside_its_auc():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "loso_tables.py"
+    spec = importlib.util.spec_from_file_location("loso_tables", path)
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    fold = {"real": 3, "fake": 4}
+    table = {"shortcut": {"folds": {"a": {"auc": 0.5}}, "mean_auc": 0.5, "worst_auc": 0.5},
+             "probe": {"folds": {"a": {**fold, "auc": 0.9, "auc_ci": [0.81, 0.97]}}, "mean_auc": 0.9, "worst_auc": 0.9},
+             "other": {"folds": {"a": {**fold, "auc": 0.7, "auc_ci": None}}, "mean_auc": 0.7, "worst_auc": 0.7}}
+    lines = tables.folds_table(table, ci="other").splitlines()
+    assert lines[0] == "| held-out source | real | fake | probe | other | other 95 % CI | shortcut |"
+    assert lines[2] == "| a | 3 | 4 | 0.900 | 0.700 | - | 0.500 |"  # no bootstrap: no interval
+    assert tables.folds_table(table, ci="probe").splitlines()[2] == "| a | 3 | 4 | 0.900 | 0.810–0.970 | 0.700 | 0.500 |"

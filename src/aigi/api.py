@@ -490,6 +490,15 @@ def prepare_backbone(force: bool = False) -> Path:
     return embedded.convert(force=force)
 
 
+def _source_set(which: str):
+    """The sources of a named set (``pool`` or ``external``), or an error naming the known sets."""
+    from .data.pool.sources import SETS
+
+    if which not in SETS:
+        raise InputError(f"unknown source set '{which}' (known: {', '.join(SETS)})")
+    return SETS[which]
+
+
 def build_pool(clones: str | Path, out: str | Path, manifest: str | Path | None = None,
                sources: Sequence[str] | None = None, log: Callable[[str], None] | None = None,
                cifake: str | Path | None = None, cifake_per_class: int = 500, which: str = "pool") -> dict:
@@ -501,12 +510,10 @@ def build_pool(clones: str | Path, out: str | Path, manifest: str | Path | None 
     the pool is left out). See docs/data.md."""
     from .data.pool.build import add_folder, build
     from .data.pool.manifest import DEFAULT_MANIFEST, MANIFESTS, read
-    from .data.pool.sources import SETS
 
-    if which not in SETS:
-        raise InputError(f"unknown source set '{which}' (known: {', '.join(SETS)})")
+    sources_of_set = _source_set(which)
     exclude = {r.sha256 for r in read(DEFAULT_MANIFEST)} if which != "pool" else set()
-    report = build(Path(clones), Path(out), Path(manifest) if manifest else MANIFESTS[which], sources=SETS[which],
+    report = build(Path(clones), Path(out), Path(manifest) if manifest else MANIFESTS[which], sources=sources_of_set,
                    only=sources, log=log, exclude=exclude)
     return add_folder(Path(out), Path(cifake), "cifake", cifake_per_class) if cifake else report
 
@@ -514,12 +521,10 @@ def build_pool(clones: str | Path, out: str | Path, manifest: str | Path | None 
 def pool_manifest(clones: str | Path, out: str | Path | None = None, which: str = "pool") -> Path:
     """Rescan the clones into the pool's (or the external set's) manifest (for maintainers adding a source)."""
     from .data.pool import manifest
-    from .data.pool.sources import SETS
 
-    if which not in SETS:
-        raise InputError(f"unknown source set '{which}' (known: {', '.join(SETS)})")
+    sources_of_set = _source_set(which)
     target = Path(out) if out else manifest.MANIFESTS[which]
-    return manifest.write(manifest.scan(Path(clones), SETS[which]), target)
+    return manifest.write(manifest.scan(Path(clones), sources_of_set), target)
 
 
 def audit_pool(pool: str | Path, external: str | Path | None = None) -> dict:

@@ -36,33 +36,37 @@ def metadata(path: str | Path) -> list[float]:
             *[float(fmt == f) for f in FORMATS], float(exif), float("icc_profile" in info), float(text), float(c2pa)]
 
 
+def _classifier(x: np.ndarray, y: list[int] | np.ndarray, seed: int):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_iter=200, random_state=seed).fit(x, y)
+
+
+def _report(folds: dict[str, dict]) -> dict:
+    aucs = [f["auc"] for f in folds.values()]
+    return {"features": list(FEATURES), "folds": folds, "mean_auc": float(np.mean(aucs)), "worst_auc": float(min(aucs))}
+
+
 def audit(ds: ImageDataset, seed: int = 0) -> dict:
     """Leave-one-source-out AUC of the metadata-only classifier, per held-out source."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
 
     table = {str(s.path): metadata(s.path) for s in ds.samples}
     folds = {}
     for fold in make_folds(ds):
-        x_train = np.array([table[str(s.path)] for s in fold.train])
-        y_train = np.array([s.label for s in fold.train])
-        x_test = np.array([table[str(s.path)] for s in fold.test])
-        y_test = np.array([s.label for s in fold.test])
-        clf = HistGradientBoostingClassifier(max_iter=200, random_state=seed).fit(x_train, y_train)
-        scores = clf.predict_proba(x_test)[:, 1]
-        folds[fold.source] = {"auc": float(roc_auc_score(y_test, scores)), **fold.counts()["test"]}
-    aucs = [f["auc"] for f in folds.values()]
-    return {"features": list(FEATURES), "folds": folds, "mean_auc": float(np.mean(aucs)), "worst_auc": float(min(aucs))}
+        clf = _classifier(np.array([table[str(s.path)] for s in fold.train]), [s.label for s in fold.train], seed)
+        scores = clf.predict_proba(np.array([table[str(s.path)] for s in fold.test]))[:, 1]
+        folds[fold.source] = {"auc": float(roc_auc_score([s.label for s in fold.test], scores)),
+                              **fold.counts()["test"]}
+    return _report(folds)
 
 
 def audit_external(pool: ImageDataset, external: ImageDataset, seed: int = 0) -> dict:
     """The same classifier trained on the whole pool and scored on each source of the external
     test set that has both classes: the shortcut a detector must beat there."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
 
-    x = np.array([metadata(s.path) for s in pool.samples])
-    clf = HistGradientBoostingClassifier(max_iter=200, random_state=seed).fit(x, [s.label for s in pool.samples])
+    clf = _classifier(np.array([metadata(s.path) for s in pool.samples]), [s.label for s in pool.samples], seed)
     by_source: dict[str, list] = {}
     for s in external.samples:
         by_source.setdefault(s.subset, []).append(s)
@@ -72,9 +76,7 @@ def audit_external(pool: ImageDataset, external: ImageDataset, seed: int = 0) ->
         if len(set(labels)) < 2:
             continue
         scores = clf.predict_proba(np.array([metadata(s.path) for s in samples]))[:, 1]
-        folds[name] = {"auc": float(roc_auc_score(labels, scores)),
-                       "real": labels.count(0), "fake": labels.count(1)}
+        folds[name] = {"auc": float(roc_auc_score(labels, scores)), "real": labels.count(0), "fake": labels.count(1)}
     if not folds:
         raise InputError("the external set has no source with both real and fake images")
-    aucs = [f["auc"] for f in folds.values()]
-    return {"features": list(FEATURES), "folds": folds, "mean_auc": float(np.mean(aucs)), "worst_auc": float(min(aucs))}
+    return _report(folds)

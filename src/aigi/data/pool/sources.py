@@ -86,6 +86,7 @@ SOURCES: tuple[Source, ...] = (
 def by_name() -> dict[str, Source]:
     return {s.name: s for s in SOURCES}
 
+
 # The external test set: scored, never trained on. Paired sources (both classes, put through one
 # pipeline by their authors) give one AUC each; the real-only ones widen the reals (camera EXIF,
 # raw-ish JPEGs from many makes) and are scored as one more group of reals.
