@@ -47,3 +47,26 @@ def test_bad_detector_params_named(tiny_data, tmp_path):
     with pytest.raises(ConfigError, match=r"unknown config keys: params\.nonsense"):
         train({"detector": "univfd", "backbone": "random:tiny-clip", "params": {"nonsense": 1},
                "data": {"train": str(tiny_data / "train")}, "output": str(tmp_path / "r")}, echo=None)
+
+
+def test_the_head_starts_the_same_whatever_loading_the_backbone_drew(tiny_data, tmp_path, monkeypatch):
+    """A first load that converts downloaded weights draws from the global generator; a run must
+    train the same head whether or not the weights were already converted."""
+    import torch
+    from safetensors.torch import load_file
+
+    import aigi.training.run as run_module
+
+    recipe = {"detector": "univfd", "backbone": "random:tiny-clip", "data": {"train": str(tiny_data / "train")},
+              "train": {"epochs": 2}}
+    plain = train({**recipe, "output": str(tmp_path / "plain")}, echo=None)
+    load = run_module.load_backbone
+
+    def drawing_load(*args, **kwargs):
+        torch.rand(1000)  # as the one-off conversion does
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "load_backbone", drawing_load)
+    drawn = train({**recipe, "output": str(tmp_path / "drawn")}, echo=None)
+    a, b = (load_file(str(r / "detector" / "model.safetensors")) for r in (plain, drawn))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
