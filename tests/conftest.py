@@ -63,6 +63,22 @@ def write_split(root: Path, n_per_class: int, seed: int, subsets=("",)) -> Path:
     return root
 
 
+def assert_pixels_score_as_cached_cls(det, folder: Path) -> None:
+    """A detector trained on cached per-block CLS tokens scores pixels exactly as those tokens:
+    its forward pass (early exit included) reads the blocks the cache holds."""
+    import torch
+
+    import aigi
+    from aigi.backbones import load_backbone
+
+    files = sorted(folder.rglob("*.png"))[:4]
+    probs = [p.prob_fake for p in det.predict([str(f) for f in files])]
+    bb = load_backbone("random:tiny-clip")
+    with torch.no_grad():
+        feats = bb.encode(bb.preprocess([aigi.data.io.read_image(f) for f in files]), layers="all").cls_per_layer
+    assert probs == pytest.approx(det.probabilities_from_features(feats).tolist(), abs=1e-5)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """train/ and val/ with 0_real/1_fake, test/ with two generator subsets."""

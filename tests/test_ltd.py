@@ -9,9 +9,10 @@ import yaml
 from typer.testing import CliRunner
 
 import aigi
-from aigi.backbones import load_backbone
 from aigi.cli import app
 from aigi.methods.ltd.model import LTDDetector
+
+from .conftest import assert_pixels_score_as_cached_cls
 
 
 def _ltd(**kw) -> LTDDetector:
@@ -159,12 +160,7 @@ def test_train_from_cache_writes_report_and_reloads(tiny_data, tmp_path):
     assert json.loads((run / "metrics.json").read_text())["validation"]["auc"] > 0.9
     det = aigi.load_detector(run)
     assert isinstance(det, LTDDetector) and det.num_layers == 4 and det.width == 32
-    files = sorted((tiny_data / "test").rglob("*.png"))[:4]
-    probs = [p.prob_fake for p in det.predict([str(f) for f in files])]
-    bb = load_backbone("random:tiny-clip")
-    with torch.no_grad():
-        feats = bb.encode(bb.preprocess([aigi.data.io.read_image(f) for f in files]), layers="all").cls_per_layer
-    assert probs == pytest.approx(det.probabilities_from_features(feats).tolist(), abs=1e-5)
+    assert_pixels_score_as_cached_cls(det, tiny_data / "test")
 
 
 def test_every_shipped_ltd_recipe_builds():
