@@ -55,18 +55,18 @@ def test_the_head_starts_the_same_whatever_loading_the_backbone_drew(tiny_data, 
     import torch
     from safetensors.torch import load_file
 
-    import aigi.training.run as run_module
+    import aigi.backbones as backbones
 
     recipe = {"detector": "univfd", "backbone": "random:tiny-clip", "data": {"train": str(tiny_data / "train")},
               "train": {"epochs": 2}}
     plain = train({**recipe, "output": str(tmp_path / "plain")}, echo=None)
-    load = run_module.load_backbone
+    build = backbones._random_model
 
-    def drawing_load(*args, **kwargs):
-        torch.rand(1000)  # as the one-off conversion does
-        return load(*args, **kwargs)
+    def drawing_build(*args, **kwargs):
+        torch.rand(1000)  # as the one-off conversion of the embedded weights does
+        return build(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "load_backbone", drawing_load)
+    monkeypatch.setattr(backbones, "_random_model", drawing_build)
     drawn = train({**recipe, "output": str(tmp_path / "drawn")}, echo=None)
     a, b = (load_file(str(r / "detector" / "model.safetensors")) for r in (plain, drawn))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

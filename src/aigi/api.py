@@ -490,7 +490,7 @@ def prepare_backbone(force: bool = False) -> Path:
     return embedded.convert(force=force)
 
 
-def _source_set(which: str):
+def _source_set(which: str) -> tuple:
     """The sources of a named set (``pool`` or ``external``), or an error naming the known sets."""
     from .data.pool.sources import SETS
 

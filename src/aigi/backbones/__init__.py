@@ -144,7 +144,16 @@ def load_backbone(spec: str = DEFAULT_BACKBONE, device: str | torch.device = "cp
                   matrix_dtype: torch.dtype | None = None) -> VisionBackbone:
     """Build the image tower a spec names, in eval mode (parameters stay trainable:
     detectors decide what to freeze). ``matrix_dtype`` (bf16 for inference in bf16) holds the
-    Linear weights in that dtype; the embedded tower is read straight into it."""
+    Linear weights in that dtype; the embedded tower is read straight into it.
+
+    Loading never moves the caller's random generator: a first load that converts downloaded
+    weights builds a randomly initialised model, and what a run initialises next (a detector's
+    head) must not depend on whether the weights were already converted."""
+    with torch.random.fork_rng(devices=[]):
+        return _build_backbone(spec, device, matrix_dtype)
+
+
+def _build_backbone(spec: str, device: str | torch.device, matrix_dtype: torch.dtype | None) -> VisionBackbone:
     if spec in EMBEDDED_SPECS:
         # no transformers here: its import alone costs 2.4 s
         from . import embedded, native_clip

@@ -199,9 +199,6 @@ def _run(recipe: Recipe, trainer, out: Path, progress_factory, echo, accelerator
 
     device = device_for(accelerator, recipe.device)
     backbone = load_backbone(recipe.backbone, device=str(device)).freeze()
-    # Seeded again: a first load that converts downloaded weights draws from the global generator,
-    # and the head's initialisation must not depend on whether the weights were already cached.
-    torch.manual_seed(recipe.train.seed)
     detector = build_detector(recipe, backbone).to(device)
     detector.attach_backbone(backbone)
     detector.view = View.parse(recipe.view)
