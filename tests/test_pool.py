@@ -12,6 +12,7 @@ from PIL import Image
 
 from aigi.data.pool import manifest
 from aigi.data.pool.build import build
+from aigi.data.pool.perceptual import NEAR_BITS, as_array, distances
 from aigi.data.pool.sources import EXTERNAL, FAKE, REAL, SOURCES, Rule, Source
 
 
@@ -175,7 +176,26 @@ def test_the_shipped_external_manifest_is_disjoint_from_the_pool():
     assert not {s.name for s in EXTERNAL} & {s.name for s in SOURCES}
     assert not {s.repo for s in EXTERNAL} & {s.repo for s in SOURCES}  # not one repository shared
     assert not {r.sha256 for r in external} & {r.sha256 for r in pool}
+    pool_hashes = as_array(int(r.dhash, 16) for r in pool)  # nor a resized or re-encoded copy of one
+    assert min(distances(pool_hashes, int(r.dhash, 16)).min() for r in external) > NEAR_BITS
     assert {r.label for r in external} == {"real", "fake"} and len(external) > 2000
+
+
+def test_a_test_set_leaves_out_the_pools_pictures_re_encoded_or_not(repo, tmp_path):
+    """The same picture saved again (other bytes) is no test of generalisation: the manifest scan
+    leaves it out of an external set, and so does the build, for a manifest written by hand."""
+    clones, commit = repo
+    train = Source("train", "me/toy", commit[:7], (Rule(r"real/street\.png", REAL), Rule(r"real/a\.png", REAL)), "MIT")
+    test = Source("test", "me/toy", commit[:7], (Rule(r"fake/street_again\.jpg", FAKE, "g"),
+                                                 Rule(r"real/(?:a|b)\.png", REAL)), "MIT")
+    pool, rows = manifest.scan(clones, (train,)), manifest.scan(clones, (test,))
+    kept = manifest.leave_out(rows, pool)
+    assert sorted(r.path for r in kept) == ["real/b.png"]  # a.png: the same file; street_again: the same picture
+    path = manifest.write(rows, tmp_path / "test.csv")
+    report = build(clones, tmp_path / "ext", path, sources=(test,), exclude={r.sha256 for r in pool},
+                   exclude_near=[int(r.dhash, 16) for r in pool])
+    assert report["rules"]["test"] == {"in_pool": 1, "near_pool": 1}
+    assert report["kept"] == {"test": {"real": 1}}
 
 
 def test_an_unknown_source_set_is_named():

@@ -507,24 +507,29 @@ def build_pool(clones: str | Path, out: str | Path, manifest: str | Path | None 
     ``<out>/report.json``); returns the report. ``cifake``: a CIFAKE split (e.g. its train/)
     added as the source ``cifake``, ``cifake_per_class`` images per class. ``which="external"``
     builds the external test set instead (sources never trained on; any file that is also in
-    the pool is left out). See docs/data.md."""
+    the pool, or the same picture resized or re-encoded, is left out). See docs/data.md."""
     from .data.pool.build import add_folder, build
     from .data.pool.manifest import DEFAULT_MANIFEST, MANIFESTS, read
 
     sources_of_set = _source_set(which)
-    exclude = {r.sha256 for r in read(DEFAULT_MANIFEST)} if which != "pool" else set()
+    pool = read(DEFAULT_MANIFEST) if which != "pool" else []
     report = build(Path(clones), Path(out), Path(manifest) if manifest else MANIFESTS[which], sources=sources_of_set,
-                   only=sources, log=log, exclude=exclude)
+                   only=sources, log=log, exclude={r.sha256 for r in pool},
+                   exclude_near=[int(r.dhash, 16) for r in pool])
     return add_folder(Path(out), Path(cifake), "cifake", cifake_per_class) if cifake else report
 
 
 def pool_manifest(clones: str | Path, out: str | Path | None = None, which: str = "pool") -> Path:
-    """Rescan the clones into the pool's (or the external set's) manifest (for maintainers adding a source)."""
+    """Rescan the clones into the pool's (or the external set's) manifest (for maintainers adding a
+    source). The external set's leaves out the pool's files and near copies of its pictures."""
     from .data.pool import manifest
 
     sources_of_set = _source_set(which)
     target = Path(out) if out else manifest.MANIFESTS[which]
-    return manifest.write(manifest.scan(Path(clones), sources_of_set), target)
+    rows = manifest.scan(Path(clones), sources_of_set)
+    if which != "pool":  # a test set holds no pool file and no copy of a pool picture
+        rows = manifest.leave_out(rows, manifest.read(manifest.DEFAULT_MANIFEST))
+    return manifest.write(rows, target)
 
 
 def audit_pool(pool: str | Path, external: str | Path | None = None) -> dict:

@@ -8,6 +8,8 @@ Rules, in order, each counted in ``report.json``:
 - ``too_small``: shorter side below the source's minimum (256 px);
 - ``duplicate``: the same bytes already taken (any source);
 - ``in_pool`` (the external test set): the same bytes are in the training pool;
+- ``near_pool`` (the external test set): the same picture is in the training pool
+  (difference hash within 4 bits of a pool image: a resized or re-encoded copy);
 - ``placeholder``: the Stable Diffusion safety-checker frame a refused output was
   replaced with (perceptually equal to the repository's own frame), or a black frame;
 - ``near_duplicate_across_classes``: a real and a fake image that look the same
@@ -32,23 +34,11 @@ from ...errors import InputError
 from ..io import ImageReadError, read_image
 from .git import BlobReader, find_clone
 from .manifest import DEFAULT_MANIFEST, Row, read
+from .perceptual import NEAR_BITS, as_array, dhash, distance, distances
 from .sources import SOURCES, Source
 
-NEAR_BITS = 4
 PLACEHOLDER_BITS = 6
 WATERMARK_STRIP = 0.08
-
-
-def dhash(image: Image.Image) -> int:
-    """64-bit difference hash: a 9 × 8 greyscale thumbnail, one bit per horizontal step."""
-    small = np.asarray(image.convert("L").resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).flatten()
-    return int("".join("1" if b else "0" for b in bits), 2)
-
-
-def _distance(a: int, b: int) -> int:
-    return bin(a ^ b).count("1")
-
 
 def _crop_corner_mark(image: Image.Image) -> Image.Image:
     return image.crop((0, 0, image.width, int(round(image.height * (1 - WATERMARK_STRIP)))))
@@ -56,9 +46,10 @@ def _crop_corner_mark(image: Image.Image) -> Image.Image:
 
 def build(clones: Path, out: Path, manifest: Path = DEFAULT_MANIFEST, sources: Iterable[Source] | None = None,
           only: Iterable[str] | None = None, log: Callable[[str], None] | None = None,
-          exclude: Iterable[str] = ()) -> dict:
+          exclude: Iterable[str] = (), exclude_near: Iterable[int] = ()) -> dict:
     """Write the pool and its report; returns the report. ``exclude``: sha256 of files that must
-    not be taken (the training pool's, when building the external test set)."""
+    not be taken, ``exclude_near``: difference hashes of pictures that must not be taken (the
+    training pool's, when building the external test set)."""
     clones, out = Path(clones), Path(out)
     table = {s.name: s for s in (SOURCES if sources is None else sources)}
     rows = read(manifest)
@@ -73,7 +64,7 @@ def build(clones: Path, out: Path, manifest: Path = DEFAULT_MANIFEST, sources: I
     rejected: dict[str, Counter] = defaultdict(Counter)
     kept: list[tuple[Row, Image.Image | None, bytes, int]] = []  # row, cropped image (or None), bytes, dhash
     seen: set[str] = set()
-    excluded = set(exclude)
+    excluded, near = set(exclude), as_array(exclude_near)
     by_source: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         by_source[r.source].append(r)
@@ -95,6 +86,8 @@ def build(clones: Path, out: Path, manifest: Path = DEFAULT_MANIFEST, sources: I
                         rule = "unreadable"
                 if rule is None and _is_placeholder(image, frame):
                     rule = "placeholder"
+                if rule is None and len(near) and distances(near, dhash(image)).min() <= NEAR_BITS:
+                    rule = "near_pool"
                 if rule:
                     rejected[name][rule] += 1
                     continue
@@ -130,7 +123,7 @@ def _reject(row: Row, data: bytes | None, source: Source, seen: set[str]) -> str
 def _is_placeholder(image: Image.Image, frame: int | None) -> bool:
     if int(np.asarray(image.convert("L").resize((32, 32))).max()) < 8:  # a black frame
         return True
-    return frame is not None and _distance(dhash(image), frame) <= PLACEHOLDER_BITS
+    return frame is not None and distance(dhash(image), frame) <= PLACEHOLDER_BITS
 
 
 def _drop_near_duplicates(kept, rejected):
@@ -138,11 +131,9 @@ def _drop_near_duplicates(kept, rejected):
     fakes = [(i, h) for i, (row, _, _, h) in enumerate(kept) if row.label == "fake"]
     drop: set[int] = set()
     if reals and fakes:
-        fake_hashes = np.array([h for _, h in fakes], dtype=np.uint64)
+        fake_hashes = as_array(h for _, h in fakes)
         for i, h in reals:
-            x = np.bitwise_xor(fake_hashes, np.uint64(h))
-            bits = np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
-            close = np.nonzero(bits <= NEAR_BITS)[0]
+            close = np.nonzero(distances(fake_hashes, h) <= NEAR_BITS)[0]
             if len(close):
                 drop.add(i)
                 drop.update(fakes[j][0] for j in close)

@@ -17,7 +17,9 @@ from typing import Callable, Iterable
 from PIL import Image
 
 from ...errors import InputError
+from ..io import read_image
 from .git import BlobReader, find_clone, full_commit, list_blobs
+from .perceptual import NEAR_BITS, as_array, dhash, distances, to_hex
 from .sources import SOURCES, Source
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parent / "manifest.csv"  # committed; shipped with the package
@@ -37,6 +39,7 @@ class Row:
     height: int
     format: str
     licence: str
+    dhash: str  # the picture's difference hash (16 hex digits; .perceptual): the external set leaves out near copies
 
 
 def _generator(source: Source, rule, path: str) -> str:
@@ -66,18 +69,27 @@ def scan(clones: Path, sources: Iterable[Source] = SOURCES,
                 try:
                     with Image.open(io.BytesIO(data)) as im:
                         width, height, fmt, info = im.width, im.height, im.format or "?", dict(im.info)
+                    if rule.needs_png_text and rule.needs_png_text not in info:
+                        continue
+                    picture = dhash(read_image(data))  # decoded as the builder decodes it
                 except Exception:  # noqa: BLE001 - an undecodable file is simply not in the pool
-                    continue
-                if rule.needs_png_text and rule.needs_png_text not in info:
                     continue
                 rows.append(Row(source.name, source.repo, commit, path, hashlib.sha256(data).hexdigest(),
                                 "fake" if rule.label else "real", _generator(source, rule, path), width, height,
-                                fmt.lower(), source.licence))
+                                fmt.lower(), source.licence, to_hex(picture)))
         if source.per_class is not None:
             rows = _limit(rows, source)
         if progress:
             progress(f"{source.name}: {sum(r.source == source.name for r in rows)} images")
     return rows
+
+
+def leave_out(rows: list[Row], pool: list[Row]) -> list[Row]:
+    """``rows`` without the files of ``pool`` and without near copies of its pictures: an
+    external test set must hold nothing the pool trains on, resized or re-encoded included."""
+    shas, near = {r.sha256 for r in pool}, as_array(int(r.dhash, 16) for r in pool)
+    return [r for r in rows if r.sha256 not in shas
+            and not (len(near) and distances(near, int(r.dhash, 16)).min() <= NEAR_BITS)]
 
 
 def _limit(rows: list[Row], source: Source) -> list[Row]:

@@ -80,6 +80,28 @@ SOURCES: tuple[Source, ...] = (
     Source("kodak", "cszn/FFDNet", "e787f46",
            (Rule(r"testsets/Kodak24/kodim\d+\.png$", REAL),), "none stated (Kodak test images: free for research)",
            "24 PNG reals"),
+    # GAN faces: the sources above have none, and StyleGAN faces were the external set's weakest
+    # generator (docs/model-card.md). Two are paired with real faces, so that "a face" is no cue.
+    Source("tpdne-faces", "xrv0/whichfaceisreal", "4f868af",
+           (Rule(r"backend/data/images/real/\d{5}\.png$", REAL),
+            Rule(r"backend/data/images/fake/[0-9a-f-]{36}\.jpg$", FAKE, "stylegan2")),
+           "MIT", "1024 px FFHQ-numbered reals (PNG) against faces downloaded from thispersondoesnotexist.com "
+           "(JPEG q100, December 2020: StyleGAN2); the fakes are deleted at the next commit"),
+    Source("hardfakes", "tharunnayak14/Real-vs-Fake-Face-Detection", "2dade5e",
+           (Rule(r"(?:images|val_images)/real/real_\d+\.jpg$", REAL),
+            Rule(r"(?:images|val_images)/fake/fake_\d+\.jpg$", FAKE, "stylegan2")),
+           "none stated (Kaggle 'hard fake vs real faces': reals from Unsplash)",
+           "300 px faces, both classes JPEG at one quality; fakes from thispersondoesnotexist.com (StyleGAN2, "
+           "per the README)"),
+    Source("sg3-faces", "robilovric/DeepFakeGen", "c79668f",
+           (Rule(r"stylegan3/results/seed\d+\.png$", FAKE, "stylegan3"),),
+           "MIT", "1024 px StyleGAN3-R FFHQ samples as the generator wrote them (its notebook runs NVlabs' "
+           "gen_images.py); no reals"),
+    Source("cameras", "drewnoakes/metadata-extractor-images", "4beba64",
+           (Rule(r"jpg/[^/]+\.(?:jpe?g|JPG)$", REAL),),
+           "free to use however you wish (README)", "camera JPEGs of about 30 makes with their EXIF, from a "
+           "metadata library's test images; only full-size ones (short side ≥ 1000 px) are taken",
+           min_side=1000),
 )
 
 
