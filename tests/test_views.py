@@ -85,6 +85,23 @@ def test_fixed_copies_are_deterministic_rescaled_jpegs():
         FixedCopies(n=1, jpeg_quality=(90, 60))
 
 
+def test_thumbnail_copies_are_small_and_leave_the_other_copies_as_they_were():
+    image = make_image(1, np.random.default_rng(0), size=(300, 400))
+    shas = [f"{i:02x}" * 32 for i in range(40)]
+    plain = FixedCopies(n=1)
+    some = FixedCopies(n=1, thumbnails=0.5, thumbnail_side=(32, 48))
+    sides = [min(some.copy(image, sha, 0).size) for sha in shas]
+    assert all(32 <= s <= 48 or 224 <= s <= 300 for s in sides) and 5 < sum(s <= 48 for s in sides) < 35
+    for sha, side in zip(shas, sides):  # a copy that is not a thumbnail has the pixels it had without the option
+        if side > 48:
+            assert np.array_equal(np.asarray(some.copy(image, sha, 0)), np.asarray(plain.copy(image, sha, 0)))
+    assert all(min(FixedCopies(n=1, thumbnails=1.0).copy(image, sha, 0).size) <= 96 for sha in shas[:5])
+    (_, plain_id), (_, thumb_id) = plain.transforms()[0], some.transforms()[0]
+    assert plain_id != thumb_id and ":t0.5@32-48" in thumb_id  # cached apart
+    with pytest.raises(ConfigError, match="thumbnail"):
+        FixedCopies(n=1, thumbnails=1.5)
+
+
 @pytest.fixture(scope="module")
 def photo_like(tmp_path_factory) -> Path:
     """Images larger than the tiny tower's 32 px input, so that crops differ from the resize."""

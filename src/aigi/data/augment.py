@@ -109,6 +109,11 @@ class FixedCopies:
     both classes and rescaling them takes away the file-format and absolute-size habits that
     tell one source from another (``aigi datasets audit``); ``keep_original: false`` trains
     on the copies alone.
+
+    ``thumbnails`` is the share of copies made thumbnails instead: the short side brought down
+    to a size drawn from ``thumbnail_side`` (below ``min_side``: the view then scales it up, as
+    it does any small file). Images on the web are often thumbnails, and a detector that only
+    ever saw native pixels has learnt nothing about them (the LOSO ``cifake`` fold).
     """
 
     n: int = 0
@@ -116,11 +121,15 @@ class FixedCopies:
     scale: tuple[float, float] = (0.5, 1.0)
     keep_original: bool = True
     min_side: int = 224  # never rescale a short side below this (a native crop still fits); smaller images only re-encode
+    thumbnails: float = 0.0  # the share of copies that are thumbnails instead (short side from thumbnail_side)
+    thumbnail_side: tuple[int, int] = (32, 96)
 
     def __post_init__(self) -> None:
         lo, hi = self.jpeg_quality
         if self.n < 0 or not 1 <= lo <= hi <= 100 or not 0 < self.scale[0] <= self.scale[1] <= 1:
             raise ConfigError("augment.copies: n ≥ 0, 1 ≤ jpeg_quality low ≤ high ≤ 100, 0 < scale low ≤ high ≤ 1")
+        if not 0.0 <= self.thumbnails <= 1.0 or not 8 <= self.thumbnail_side[0] <= self.thumbnail_side[1]:
+            raise ConfigError("augment.copies: thumbnails in [0, 1] and 8 ≤ thumbnail_side low ≤ high")
 
     def copy(self, image: Image.Image, sha: str, j: int) -> Image.Image:
         rng = np.random.default_rng([int(sha[:16], 16), j])
@@ -128,6 +137,9 @@ class FixedCopies:
         quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
         w, h = image.size
         factor = max(factor, min(1.0, self.min_side / max(1, min(w, h))))
+        # drawn after the others, from the same stream: without thumbnails a copy is what it was
+        if self.thumbnails and rng.random() < self.thumbnails:
+            factor = min(1.0, int(rng.integers(self.thumbnail_side[0], self.thumbnail_side[1] + 1)) / max(1, min(w, h)))
         if factor < 1:
             image = image.resize((max(1, round(w * factor)), max(1, round(h * factor))), Image.Resampling.BICUBIC,
                                  reducing_gap=3.0)
@@ -140,6 +152,8 @@ class FixedCopies:
     def transforms(self) -> list[tuple[Callable[[Image.Image, str], Image.Image], str]]:
         """(transform, cache id) per copy: the id names every parameter that changes the pixels."""
         tag = f"copy:q{self.jpeg_quality[0]}-{self.jpeg_quality[1]}:s{self.scale[0]}-{self.scale[1]}:m{self.min_side}"
+        if self.thumbnails:
+            tag += f":t{self.thumbnails}@{self.thumbnail_side[0]}-{self.thumbnail_side[1]}"
         return [(lambda image, sha, j=j: self.copy(image, sha, j), f"{tag}#{j}") for j in range(self.n)]
 
 
@@ -155,7 +169,7 @@ class Augmentations:
     def from_config(cls, cfg: dict | None) -> "Augmentations":
         cfg = dict(cfg or {})
         copies = dict(cfg.pop("copies", None) or {})
-        for key in ("jpeg_quality", "scale"):
+        for key in ("jpeg_quality", "scale", "thumbnail_side"):
             if key in copies:
                 copies[key] = tuple(copies[key])
         return cls(BlurJpegAugment.from_config(cfg), DegradationPolicy.from_config(cfg.pop("policy", None)),
