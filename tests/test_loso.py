@@ -126,3 +126,30 @@ def test_the_docs_table_puts_each_folds_interval_beside_its_auc():
     assert lines[0] == "| held-out source | real | fake | probe | other | other 95 % CI | shortcut |"
     assert lines[2] == "| a | 3 | 4 | 0.900 | 0.700 | - | 0.500 |"  # no bootstrap: no interval
     assert tables.folds_table(table, ci="probe").splitlines()[2] == "| a | 3 | 4 | 0.900 | 0.810–0.970 | 0.700 | 0.500 |"
+
+
+def test_loso_checks_every_recipe_before_the_first_fold_and_reads_each_once(pool, tmp_path, monkeypatch):
+    import aigi.api as api
+    from aigi.errors import ConfigError
+
+    good = tmp_path / "probe.yaml"
+    good.write_text("detector: univfd\nbackbone: random:tiny-clip\ntrain: {epochs: 2, batch_size: 16}\n")
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("detector: univfd\nbackbone: random:tiny-clip\ntrain: {epoch: 2}\n")
+    trained = []
+    monkeypatch.setattr(api, "train", lambda recipe, overrides=(): trained.append(recipe))
+    with pytest.raises(ConfigError, match=r"typo\.yaml: .*train\.epoch"):
+        api.loso([good, bad], pool, tmp_path / "out", bootstrap=0, shortcut=False)
+    assert trained == []  # nothing ran
+
+    monkeypatch.undo()
+    real_train, seen = api.train, []
+
+    def train_then_edit(recipe, overrides=()):  # the file changes while the run goes on
+        seen.append(recipe["train"]["epochs"])
+        good.write_text("detector: univfd\nbackbone: random:tiny-clip\ntrain: {epochs: 1, batch_size: 16}\n")
+        return real_train(recipe, overrides)
+
+    monkeypatch.setattr(api, "train", train_then_edit)
+    api.loso([good], pool, tmp_path / "out2", sources=["alpha", "beta"], bootstrap=0, shortcut=False)
+    assert seen == [2, 2]  # every fold trains the recipe as it was read at the start

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
-from .errors import InputError
+from .errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # importing this module stays light: torch loads on first use
     from .detectors import Detector, Prediction
@@ -69,6 +69,19 @@ def _recipe(config: str | Path | dict, overrides: Sequence[str]) -> dict:
     from .config import apply_recipe_overrides, resolve
 
     return apply_recipe_overrides(config, overrides) if isinstance(config, dict) else resolve(config, overrides)
+
+
+def _checked_recipe(config: str | Path, overrides: Sequence[str]) -> dict:
+    """A recipe file read, overridden and checked whole (an ensemble: every expert)."""
+    from .config.recipe import load_recipe
+    from .training.ensemble_recipe import expert_configs
+
+    recipe = _recipe(config, overrides)
+    try:
+        expert_configs(recipe) if recipe.get("experts") else load_recipe(dict(recipe))
+    except ConfigError as exc:
+        raise ConfigError(f"{config}: {exc}") from None
+    return recipe
 
 
 def _dataset(data: str | Path, suite: str = "folder", subset_depth: int = 1, limit_per_class: int | None = None):
@@ -558,18 +571,21 @@ def loso(recipes: Sequence[str | Path], pool: str | Path, out: str | Path, sourc
     from .eval.loso import by_generator, make_folds, pool_generators, write_manifest
 
     out = Path(out)
+    # every recipe read and checked once, before any work: a typo in the last one fails now, not
+    # hours later, and editing a recipe file during the run changes none of its folds
+    fixed = {Path(r).stem: _checked_recipe(r, overrides) for r in recipes}
     ds = load_dataset(pool, subset_depth=1)
     folds = make_folds(ds, list(sources) if sources else None)
     generators = pool_generators(Path(pool))
     # the metadata-only classifier on the same folds: a detector must clearly beat it on each
     table: dict[str, Any] = {"shortcut": audit(ds)} if shortcut else {}
-    for recipe in recipes:
-        label, rows = Path(recipe).stem, {}
+    for label, recipe in fixed.items():
+        rows = {}
         for fold in folds:
             where = out / label / fold.source
             train_csv = write_manifest(fold.train, where / "train.csv")
             test_csv = write_manifest(fold.test, where / "test.csv")
-            run_dir = train(recipe, [f"data.train={train_csv}", "data.val=null", f"output={where / 'run'}", *overrides])
+            run_dir = train(recipe, [f"data.train={train_csv}", "data.val=null", f"output={where / 'run'}"])
             result = evaluate(run_dir, test_csv, out=where / "eval", subset_depth=0, bootstrap=bootstrap)
             m = result.rows["all"]
             rows[fold.source] = {"auc": m["auc"], "ap": m["ap"], "auc_ci": m.get("auc_ci"), "ap_ci": m.get("ap_ci"),
