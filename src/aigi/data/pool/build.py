@@ -40,6 +40,7 @@ from .sources import SOURCES, Source
 PLACEHOLDER_BITS = 6
 WATERMARK_STRIP = 0.08
 
+
 def _crop_corner_mark(image: Image.Image) -> Image.Image:
     return image.crop((0, 0, image.width, int(round(image.height * (1 - WATERMARK_STRIP)))))
 
