@@ -163,7 +163,7 @@ def test_external_sources_cut_captions_limit_per_class_and_leave_out_pool_files(
     fakes = sorted(hashlib.sha256((clones / "me+toy" / p).read_bytes()).hexdigest() for p in ("fake/x.png", "marked/m.png"))
     assert sorted((r.label, r.sha256) for r in rows) == [("fake", fakes[0]), ("real", reals[0])]  # smallest hash each
     path = manifest.write(rows, tmp_path / "m.csv")
-    report = build(clones, tmp_path / "ext", path, sources=(card,), exclude={fakes[0]})
+    report = build(clones, tmp_path / "ext", path, sources=(card,), exclude=manifest.Held(frozenset({fakes[0]})))
     assert report["rules"]["cards"] == {"in_pool": 1, "card_cropped": 1}
     assert report["kept"] == {"cards": {"real": 1}}
     assert Image.open(next((tmp_path / "ext" / "cards" / "0_real").iterdir())).size == (280, 200)
@@ -192,8 +192,7 @@ def test_a_test_set_leaves_out_the_pools_pictures_re_encoded_or_not(repo, tmp_pa
     kept = manifest.leave_out(rows, pool)
     assert sorted(r.path for r in kept) == ["real/b.png"]  # a.png: the same file; street_again: the same picture
     path = manifest.write(rows, tmp_path / "test.csv")
-    report = build(clones, tmp_path / "ext", path, sources=(test,), exclude={r.sha256 for r in pool},
-                   exclude_near=[int(r.dhash, 16) for r in pool])
+    report = build(clones, tmp_path / "ext", path, sources=(test,), exclude=manifest.Held.of(pool))
     assert report["rules"]["test"] == {"in_pool": 1, "near_pool": 1}
     assert report["kept"] == {"test": {"real": 1}}
 

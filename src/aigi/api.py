@@ -522,13 +522,12 @@ def build_pool(clones: str | Path, out: str | Path, manifest: str | Path | None 
     builds the external test set instead (sources never trained on; any file that is also in
     the pool, or the same picture resized or re-encoded, is left out). See docs/data.md."""
     from .data.pool.build import add_folder, build
-    from .data.pool.manifest import DEFAULT_MANIFEST, MANIFESTS, read
+    from .data.pool.manifest import DEFAULT_MANIFEST, MANIFESTS, Held, read
 
     sources_of_set = _source_set(which)
-    pool = read(DEFAULT_MANIFEST) if which != "pool" else []
+    held = Held.of(read(DEFAULT_MANIFEST)) if which != "pool" else Held()
     report = build(Path(clones), Path(out), Path(manifest) if manifest else MANIFESTS[which], sources=sources_of_set,
-                   only=sources, log=log, exclude={r.sha256 for r in pool},
-                   exclude_near=[int(r.dhash, 16) for r in pool])
+                   only=sources, log=log, exclude=held)
     return add_folder(Path(out), Path(cifake), "cifake", cifake_per_class) if cifake else report
 
 

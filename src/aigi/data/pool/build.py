@@ -33,7 +33,7 @@ from PIL import Image
 from ...errors import InputError
 from ..io import ImageReadError, read_image
 from .git import BlobReader, find_clone
-from .manifest import DEFAULT_MANIFEST, Row, read
+from .manifest import DEFAULT_MANIFEST, Held, Row, read
 from .perceptual import NEAR_BITS, as_array, dhash, distance, distances
 from .sources import SOURCES, Source
 
@@ -47,10 +47,9 @@ def _crop_corner_mark(image: Image.Image) -> Image.Image:
 
 def build(clones: Path, out: Path, manifest: Path = DEFAULT_MANIFEST, sources: Iterable[Source] | None = None,
           only: Iterable[str] | None = None, log: Callable[[str], None] | None = None,
-          exclude: Iterable[str] = (), exclude_near: Iterable[int] = ()) -> dict:
-    """Write the pool and its report; returns the report. ``exclude``: sha256 of files that must
-    not be taken, ``exclude_near``: difference hashes of pictures that must not be taken (the
-    training pool's, when building the external test set)."""
+          exclude: Held = Held()) -> dict:
+    """Write the pool and its report; returns the report. ``exclude``: files and pictures that
+    must not be taken (the training pool's, when building the external test set)."""
     clones, out = Path(clones), Path(out)
     table = {s.name: s for s in (SOURCES if sources is None else sources)}
     rows = read(manifest)
@@ -65,7 +64,6 @@ def build(clones: Path, out: Path, manifest: Path = DEFAULT_MANIFEST, sources: I
     rejected: dict[str, Counter] = defaultdict(Counter)
     kept: list[tuple[Row, Image.Image | None, bytes, int]] = []  # row, cropped image (or None), bytes, dhash
     seen: set[str] = set()
-    excluded, near = set(exclude), as_array(exclude_near)
     by_source: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         by_source[r.source].append(r)
@@ -78,16 +76,17 @@ def build(clones: Path, out: Path, manifest: Path = DEFAULT_MANIFEST, sources: I
                 frame = dhash(read_image(raw)) if raw else None
             for row in group:
                 data = reader.read(row.commit, row.path)
-                rule = _reject(row, data, source, seen) or ("in_pool" if row.sha256 in excluded else None)
-                image = None
+                rule = _reject(row, data, source, seen) or ("in_pool" if exclude.holds_file(row.sha256) else None)
+                image, picture = None, 0
                 if rule is None:
                     try:
                         image = read_image(data)
+                        picture = dhash(image)  # the file's picture, before any crop
                     except ImageReadError:
                         rule = "unreadable"
-                if rule is None and _is_placeholder(image, frame):
+                if rule is None and _is_placeholder(image, picture, frame):
                     rule = "placeholder"
-                if rule is None and len(near) and distances(near, dhash(image)).min() <= NEAR_BITS:
+                if rule is None and exclude.holds_picture(picture):
                     rule = "near_pool"
                 if rule:
                     rejected[name][rule] += 1
@@ -100,7 +99,7 @@ def build(clones: Path, out: Path, manifest: Path = DEFAULT_MANIFEST, sources: I
                 if source.crop:
                     cropped = image = image.crop(source.crop)
                     rejected[name]["card_cropped"] += 1
-                kept.append((row, cropped, data, dhash(image)))
+                kept.append((row, cropped, data, picture if cropped is None else dhash(image)))
         if log:
             log(f"{name}: {sum(1 for k in kept if k[0].source == name)} kept of {len(group)}")
     kept = _drop_near_duplicates(kept, rejected)
@@ -121,10 +120,10 @@ def _reject(row: Row, data: bytes | None, source: Source, seen: set[str]) -> str
     return None
 
 
-def _is_placeholder(image: Image.Image, frame: int | None) -> bool:
+def _is_placeholder(image: Image.Image, picture: int, frame: int | None) -> bool:
     if int(np.asarray(image.convert("L").resize((32, 32))).max()) < 8:  # a black frame
         return True
-    return frame is not None and distance(dhash(image), frame) <= PLACEHOLDER_BITS
+    return frame is not None and distance(picture, frame) <= PLACEHOLDER_BITS
 
 
 def _drop_near_duplicates(kept, rejected):

@@ -10,16 +10,17 @@ import csv
 import hashlib
 import io
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 from PIL import Image
 
 from ...errors import InputError
 from ..io import read_image
 from .git import BlobReader, find_clone, full_commit, list_blobs
-from .perceptual import NEAR_BITS, as_array, dhash, distances, to_hex
+from .perceptual import as_array, dhash, is_near, to_hex
 from .sources import SOURCES, Source
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parent / "manifest.csv"  # committed; shipped with the package
@@ -84,12 +85,31 @@ def scan(clones: Path, sources: Iterable[Source] = SOURCES,
     return rows
 
 
+@dataclass(frozen=True)
+class Held:
+    """The files and pictures of a set of rows (the pool's), which a test set must not hold:
+    the same bytes, or the same picture resized or re-encoded."""
+
+    shas: frozenset[str] = frozenset()
+    pictures: np.ndarray = field(default_factory=lambda: as_array(()))
+
+    @classmethod
+    def of(cls, rows: Iterable[Row]) -> "Held":
+        rows = list(rows)
+        return cls(frozenset(r.sha256 for r in rows), as_array(int(r.dhash, 16) for r in rows))
+
+    def holds_file(self, sha256: str) -> bool:
+        return sha256 in self.shas
+
+    def holds_picture(self, picture: int) -> bool:
+        return is_near(self.pictures, picture)
+
+
 def leave_out(rows: list[Row], pool: list[Row]) -> list[Row]:
     """``rows`` without the files of ``pool`` and without near copies of its pictures: an
     external test set must hold nothing the pool trains on, resized or re-encoded included."""
-    shas, near = {r.sha256 for r in pool}, as_array(int(r.dhash, 16) for r in pool)
-    return [r for r in rows if r.sha256 not in shas
-            and not (len(near) and distances(near, int(r.dhash, 16)).min() <= NEAR_BITS)]
+    held = Held.of(pool)
+    return [r for r in rows if not (held.holds_file(r.sha256) or held.holds_picture(int(r.dhash, 16)))]
 
 
 def _limit(rows: list[Row], source: Source) -> list[Row]:

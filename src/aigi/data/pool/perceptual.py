@@ -30,6 +30,11 @@ def distances(hashes: np.ndarray, h: int) -> np.ndarray:
     return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
 
 
+def is_near(hashes: np.ndarray, h: int) -> bool:
+    """Whether ``h`` is the same picture as any of ``hashes`` (False for none)."""
+    return bool(len(hashes)) and int(distances(hashes, h).min()) <= NEAR_BITS
+
+
 def as_array(hashes) -> np.ndarray:
     return np.fromiter((int(h) for h in hashes), dtype=np.uint64)
 
