@@ -119,3 +119,81 @@ def test_ensemble_robustness_sweep_shows_each_expert(runs, tiny_data, tmp_path):
     assert set(report["robustness"]) == {"ens", "ens/clip", "ens/ltd"}
     vote = {r["severity"]: r["ap"] for r in report["robustness"]["ens"] if r["subset"] == "all"}
     assert set(vote) == {0.0, 1.0}
+
+
+def test_members_on_one_frozen_tower_share_it_and_its_forward_pass(runs, tiny_data, tmp_path, monkeypatch):
+    """Two frozen-tower members on one spec (UnivFD reads the embedding, LTD every block's CLS):
+    the tower is loaded once and run once per batch, and each member scores as it does alone."""
+    from aigi.backbones.base import VisionBackbone
+
+    files = [str(f) for f in sorted((tiny_data / "test").rglob("*.png"))[:6]]
+    alone = {n: [p.prob_fake for p in aigi.load_detector(runs[n]).predict(files)] for n in ("clip", "ltd")}
+    ens = aigi.load_detector(EnsembleDetector.from_detectors({"clip": runs["clip"], "ltd": runs["ltd"]},
+                                                             out=tmp_path / "ens").root)
+    calls = []
+    real_encode = VisionBackbone.encode
+
+    def counted(self, pixels, *args, **kwargs):
+        calls.append(len(pixels))
+        return real_encode(self, pixels, *args, **kwargs)
+
+    monkeypatch.setattr(VisionBackbone, "encode", counted)
+    preds = ens.predict(files + [str(tmp_path / "missing.png")], batch_size=7)
+    assert calls == [6]  # one pass for both members over the six readable images
+    towers = {id(m.backbone) for m in ens.members.values()}
+    assert len(towers) == 1
+    for name in ("clip", "ltd"):
+        assert [p.extra[f"p_{name}"] for p in preds[:6]] == pytest.approx(alone[name], abs=1e-5)
+    assert preds[6].prob_fake is None and "missing.png" in preds[6].path and preds[6].error
+    siglip = EnsembleDetector.from_detectors({"clip": runs["clip"], "siglip": runs["siglip"]}, out=tmp_path / "e2")
+    assert len({id(m.backbone) for m in siglip.members.values()}) == 2  # two specs: two towers
+    one = {n: m.parameter_report() for n, m in ens.members.items()}
+    shared, apart = ens.parameter_report(), siglip.parameter_report()
+    assert shared["vision_tower"] == one["clip"]["vision_tower"] == one["ltd"]["vision_tower"]  # held once
+    assert shared["trainable"] == one["clip"]["trainable"] + one["ltd"]["trainable"]
+    assert shared["total"] == one["clip"]["total"] + one["ltd"]["total"] - one["clip"]["vision_tower"]
+    size = ens.preprocess_spec.output_size
+    pixels = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        both = ens(pixels)  # the bare forward: every member's logit from one pass
+        assert both.shape == (3, 2)
+        assert both[:, 0] == pytest.approx(ens.members["clip"](pixels).tolist(), abs=1e-5)
+        assert both[:, 1] == pytest.approx(ens.members["ltd"](pixels).tolist(), abs=1e-5)
+    with pytest.raises(ValueError, match="read different pixels"):
+        siglip.preprocess_spec
+    assert apart["vision_tower"] == sum(m.parameter_report()["vision_tower"] for m in siglip.members.values())
+
+
+def test_seeds_bag_every_expert_at_consecutive_seeds_and_share_its_weight(tmp_path):
+    from aigi.config import ConfigError, resolve
+    from aigi.training.ensemble_recipe import expert_configs, expert_weights
+
+    (tmp_path / "probe.yaml").write_text("detector: univfd\nbackbone: random:tiny-clip\ntrain: {seed: 5}\n")
+    (tmp_path / "ens.yaml").write_text(yaml.safe_dump({
+        "output": str(tmp_path / "ens"), "seeds": 3, "weights": [2, 1],
+        "experts": {"a": "probe.yaml", "b": {"base": "probe.yaml", "train": {"epochs": 3}}}}))
+    experts = expert_configs(resolve(tmp_path / "ens.yaml"))
+    assert list(experts) == ["a-1", "a-2", "a-3", "b-1", "b-2", "b-3"]
+    assert [e["train"]["seed"] for e in experts.values()] == [5, 6, 7, 5, 6, 7]
+    assert experts["b-2"]["train"]["epochs"] == 3 and experts["b-2"]["output"] == str(tmp_path / "ens/experts/b-2")
+    assert expert_weights(resolve(tmp_path / "ens.yaml")) == [2, 2, 2, 1, 1, 1]
+    moved = expert_configs(resolve(tmp_path / "ens.yaml", ["train.seed=10"]))  # the whole bag moves
+    assert [e["train"]["seed"] for e in moved.values()] == [10, 11, 12, 10, 11, 12]
+    for bad in (0, "3", 1.5, True):
+        with pytest.raises(ConfigError, match="seeds must be"):
+            expert_configs({**resolve(tmp_path / "ens.yaml"), "seeds": bad})
+
+
+def test_a_bagged_recipe_trains_heads_that_differ_and_scores_with_one_tower_pass(tiny_data, tmp_path):
+    recipe = {"detector": "univfd", "backbone": "random:tiny-clip", "train": {"epochs": 5, "lr": 0.01},
+              "data": {"train": str(tiny_data / "train"), "val": str(tiny_data / "val")}}
+    (tmp_path / "bag.yaml").write_text(yaml.safe_dump({"output": str(tmp_path / "bag"), "seeds": 2,
+                                                       "experts": {"probe": recipe}}))
+    res = runner.invoke(app, ["train", str(tmp_path / "bag.yaml")])
+    assert res.exit_code == 0, res.output
+    det = aigi.load_detector(tmp_path / "bag" / "detector")
+    assert det.member_names == ["probe-1", "probe-2"]
+    heads = [m.head.weight for m in det.members.values()]
+    assert not torch.allclose(heads[0], heads[1])  # two seeds, two probes
+    preds = det.predict([str(f) for f in sorted((tiny_data / "test").rglob("*.png"))[:4]])
+    assert all(p.prob_fake == pytest.approx((p.extra["p_probe-1"] + p.extra["p_probe-2"]) / 2, abs=1e-6) for p in preds)

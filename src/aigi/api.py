@@ -219,21 +219,20 @@ def describe(config: str | Path | dict, overrides: Sequence[str] = ()) -> dict:
 
     raw = _recipe(config, overrides)
     if raw.get("experts"):  # an ensemble recipe: each expert, and the sums
+        from .detectors.ensemble import summed_parameters
         from .training.ensemble_recipe import expert_configs
 
         experts = {name: describe(cfg) for name, cfg in expert_configs(raw).items()}
-        keys = ("total", "trainable", "frozen", "vision_tower")
-        sums = {k: sum(e[k] for e in experts.values()) for k in keys}
+        sums = summed_parameters([(e, e["backbone"] if e["frozen_tower"] else None) for e in experts.values()])
         return {"detector": "ensemble", "backbone": ", ".join(e["backbone"] for e in experts.values()),
-                "sized_with": ", ".join(e["sized_with"] for e in experts.values()), **sums,
-                "trainable_share_of_vision_tower": sums["trainable"] / sums["vision_tower"], "experts": experts}
+                "sized_with": ", ".join(e["sized_with"] for e in experts.values()), **sums, "experts": experts}
     recipe = load_recipe(raw)
     sized = random_equivalent(recipe.backbone)
     backbone = load_backbone(sized).freeze()
     detector = build_detector(recipe, backbone)
     detector.attach_backbone(backbone)
     return {"detector": recipe.detector, "backbone": recipe.backbone, "sized_with": sized,
-            **detector.parameter_report()}
+            "frozen_tower": detector.reads_frozen_tower, **detector.parameter_report()}
 
 
 # ---- evaluation ---------------------------------------------------------------------

@@ -111,7 +111,7 @@ def apply_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[st
     return out
 
 
-ENSEMBLE_KEYS = ("experts", "weights", "output", "detector")  # an ensemble recipe's own keys: never shared with experts
+ENSEMBLE_KEYS = ("experts", "weights", "seeds", "output", "detector")  # an ensemble recipe's own keys: never shared with experts
 
 
 def apply_recipe_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..backbones import (
     DEFAULT_BACKBONE,
+    BackboneOutput,
     VisionBackbone,
     hold_matrices_in,
     load_backbone,
@@ -54,6 +55,7 @@ class Detector(Inference, Persistence, nn.Module):
         self.precision = "fp32"  # inference precision (:mod:`aigi.detectors.precision`); not saved
         self.runner: Any = None  # an exported graph that computes the logits instead (:mod:`aigi.runtimes`)
         object.__setattr__(self, "_backbone", None)  # not a submodule: its weights are never saved
+        object.__setattr__(self, "_tower_owner", None)  # a detector whose frozen tower this one reads (share_tower)
 
     # ---- backbone -----------------------------------------------------------------
     @property
@@ -68,6 +70,8 @@ class Detector(Inference, Persistence, nn.Module):
     def backbone(self) -> VisionBackbone:
         """Loaded on first use, so a detector that only sees cached features never
         pays for it."""
+        if self._backbone is None and self._tower_owner is not None:
+            return self._tower_owner.backbone
         if self._backbone is None:
             object.__setattr__(self, "_backbone", load_backbone(self.backbone_spec).freeze())
         if next(self._backbone.parameters()).device != self.device:
@@ -86,6 +90,20 @@ class Detector(Inference, Persistence, nn.Module):
         """The detectors that compute: itself (an ensemble: its members)."""
         return [self]
 
+    @property
+    def reads_frozen_tower(self) -> bool:
+        """Whether the whole tower is frozen and the head reads one of its outputs (``feature_key``):
+        then the tower, and its forward pass, can be shared with other such detectors on it."""
+        return self.feature_key is not None
+
+    def share_tower(self, owner: "Detector") -> None:
+        """Read the frozen tower through ``owner``'s (same spec): ensemble members on one tower
+        load and hold it once, in one precision."""
+        if not (self.reads_frozen_tower and owner.reads_frozen_tower) or owner.backbone_spec != self.backbone_spec:
+            raise InputError(f"'{self.name}' on {self.backbone_spec} cannot share the tower of "
+                             f"'{owner.name}' on {owner.backbone_spec}")
+        object.__setattr__(self, "_tower_owner", owner)
+
     def attach_backbone(self, backbone: VisionBackbone) -> None:
         """Reuse an already loaded backbone (it must match the spec); a detector that
         already holds one (its own, adapted) keeps it."""
@@ -100,6 +118,11 @@ class Detector(Inference, Persistence, nn.Module):
         """The frozen feature this detector reads, straight from the backbone."""
         with torch.no_grad():
             out = self.backbone.encode(pixels, layers="all" if self.feature_key == "cls" else None)
+        return self.feature_of(out)
+
+    def feature_of(self, out: BackboneOutput) -> torch.Tensor:
+        """This detector's feature from a tower pass that computed it (``encode(layers="all")``
+        computes every one), so that detectors sharing a tower share the pass."""
         return out.cls_per_layer if self.feature_key == "cls" else out.embed
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,9 @@ self-contained: its members are copied into ``members/<name>/``.
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 
@@ -51,17 +52,32 @@ class EnsembleDetector(Detector):
                 raise RuntimeError("ensemble members are not attached (build with from_detectors or load the folder)")
             for name in self.member_names:
                 self._members[name] = load_detector_dir(Path(self.root) / MEMBERS_DIR / name, device=self.device)
+            share_towers(self._members.values())
         return self._members
 
     def cache_point(self) -> str | None:
         return None
 
+    def _one_pass(self) -> list[Detector]:
+        groups = pass_groups(self.members)
+        if len(groups) != 1 or len(groups[0]) < 2:
+            raise InputError("this ensemble's members read different pixels (towers, views or precisions): "
+                             "score it with predict(), which prepares each its own")
+        return list(groups[0].values())
+
+    @property
+    def preprocess_spec(self):
+        """The members' pre-processing, when one tower pass serves them all."""
+        return self._one_pass()[0].preprocess_spec
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Every member's logit, ``[B, members]``, when one tower pass serves them all (the
+        bare forward that ``benchmarks/throughput.py`` times)."""
+        return group_logits(self._one_pass(), pixels)
+
     def parameter_report(self) -> dict[str, Any]:
-        reports = [m.parameter_report() for m in self.members.values()]
-        keys = ("total", "trainable", "frozen", "vision_tower")
-        out = {k: sum(r[k] for r in reports) for k in keys}
-        out["trainable_share_of_vision_tower"] = out["trainable"] / out["vision_tower"]
-        return out
+        return summed_parameters([(m.parameter_report(), m.backbone_spec if m.reads_frozen_tower else None)
+                                  for m in self.members.values()])
 
     # ---- voting -------------------------------------------------------------------
     def vote(self, expert_probs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -82,8 +98,9 @@ class EnsembleDetector(Detector):
     @torch.no_grad()
     def score_batch(self, batch: PreparedBatch) -> list[Prediction]:
         names = [batch.names[i] for i in batch.rows]
-        per_member = {name: det.predict(batch.pixels, batch_size=max(1, len(names)), names=names)
-                      for name, det in self.members.items()}
+        per_member: dict[str, list[Prediction]] = {}
+        for group in pass_groups(self.members):
+            per_member.update(score_group(group, batch.pixels, names))
         scored: dict[int, Prediction] = {}
         for k, i in enumerate(batch.rows):
             preds = {name: per_member[name][k] for name in self.member_names}
@@ -132,3 +149,63 @@ class EnsembleDetector(Detector):
 
 def is_ensemble_folder(folder: Path) -> bool:
     return (folder / CONFIG_FILE).is_file() and (folder / MEMBERS_DIR).is_dir()
+
+
+def summed_parameters(reports: Sequence[tuple[dict[str, Any], str | None]]) -> dict[str, Any]:
+    """Experts' parameter counts together; a frozen tower that several share (named by its spec
+    beside the report) is held once, so it counts once."""
+    keys = ("total", "trainable", "frozen", "vision_tower")
+    out = dict.fromkeys(keys, 0)
+    held: set[str] = set()
+    for report, tower in reports:
+        again = report["vision_tower"] if tower is not None and tower in held else 0
+        held.update([tower] if tower is not None else [])
+        for k in keys:
+            out[k] += report[k] - (again if k != "trainable" else 0)
+    out["trainable_share_of_vision_tower"] = out["trainable"] / out["vision_tower"]
+    return out
+
+
+# ---- one tower pass for the members that read one frozen tower ----------------------------
+def share_towers(members: Iterable[Detector]) -> None:
+    """Members with a frozen tower of one spec hold one copy of it (the first one's)."""
+    owners: dict[str, Detector] = {}
+    for det in members:
+        if det.reads_frozen_tower:
+            owner = owners.setdefault(det.backbone_spec, det)
+            if owner is not det:
+                det.share_tower(owner)
+
+
+def pass_groups(members: dict[str, Detector]) -> list[dict[str, Detector]]:
+    """Members one forward pass can serve: frozen tower of one spec, seen through one view, at
+    one precision, with no exported graph. Every other member is a group of its own."""
+    groups: dict[Any, dict[str, Detector]] = {}
+    for name, det in members.items():
+        shared = det.reads_frozen_tower and det.runner is None
+        key = (det.backbone_spec, str(det.view), det.precision, det.decode) if shared else ("own", name)
+        groups.setdefault(key, {})[name] = det
+    return list(groups.values())
+
+
+def score_group(group: dict[str, Detector], images: list[Any], names: list[str]) -> dict[str, list[Prediction]]:
+    """Each member's predictions for ``images``; a group of several frozen-tower members runs the
+    tower once (``encode(layers="all")`` computes every feature they read) and each its own head."""
+    if len(group) == 1:
+        (name, det), = group.items()
+        return {name: det.predict(images, batch_size=max(1, len(names)), names=names)}
+    dets = list(group.values())
+    lead = dets[0]
+    prepared = lead.prepare_batch(images, names)
+    for det in dets:
+        det.eval()
+    rows = lead._logits(prepared.pixels, partial(group_logits, dets))  # per crop: a logit per member, or why it failed
+    return {name: det.predictions_from_logits(prepared, [r if isinstance(r, str) else r[k] for r in rows])
+            for k, (name, det) in enumerate(group.items())}
+
+
+def group_logits(dets: list[Detector], pixels: torch.Tensor) -> torch.Tensor:
+    """``[B, members]``: one tower pass (``encode(layers="all")`` computes every feature they
+    read), then each member's head."""
+    out = dets[0].backbone.encode(pixels, layers="all")
+    return torch.stack([d.head_from_features(d.feature_of(out)).float() for d in dets], dim=1)

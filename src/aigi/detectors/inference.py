@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -157,8 +157,12 @@ class Inference:
         """The model half: one forward pass over the prepared crops; an image's logit is the
         mean of its crops', calibrated into P(fake)."""
         self.eval()
+        return self.predictions_from_logits(batch, self._logits(batch.pixels))
+
+    def predictions_from_logits(self, batch: PreparedBatch, logits: list[float | str]) -> list[Prediction]:
+        """One record per input from the logit (or failure) of each crop row in ``batch.rows``."""
         per_image: dict[int, list[float | str]] = {}
-        for i, logit in zip(batch.rows, self._logits(batch.pixels)):
+        for i, logit in zip(batch.rows, logits):
             per_image.setdefault(i, []).append(logit)
         out = []
         for i, name in enumerate(batch.names):
@@ -172,16 +176,17 @@ class Inference:
             out.append(Prediction(name, p, self.verdict(p)))
         return out
 
-    def _logits(self, pixels: torch.Tensor) -> list[float | str]:
-        """Logit per row; if the batch runs out of memory, row by row (a failure → its cause)."""
+    def _logits(self, pixels: torch.Tensor, forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[Any]:
+        """Output row per row of ``forward`` (the detector itself by default); if the batch runs
+        out of memory, row by row (a failure → its cause)."""
         if not len(pixels):
             return []
         try:
-            if self.runner is not None:  # an exported graph (aigi.runtimes) instead of the torch modules
+            if forward is None and self.runner is not None:  # an exported graph (aigi.runtimes) instead of the torch modules
                 return self.runner.logits(pixels)
             with autocast(self.precision, self.device):
-                return self(pixels.to(self.device)).float().cpu().tolist()
+                return (forward or self)(pixels.to(self.device)).float().cpu().tolist()
         except (MemoryError, torch.OutOfMemoryError) as exc:
             if len(pixels) == 1:
                 return [f"out of memory while scoring ({type(exc).__name__})"]
-            return [p for k in range(len(pixels)) for p in self._logits(pixels[k : k + 1])]
+            return [p for k in range(len(pixels)) for p in self._logits(pixels[k : k + 1], forward)]
