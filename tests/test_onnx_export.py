@@ -92,3 +92,31 @@ def test_the_graph_runtime_imports_no_transformers(runs, tiny_data, tmp_path):
             "p = det.predict([sys.argv[2]])[0]; print(p.error is None, 'transformers' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code, str(out), str(image)], capture_output=True, text=True, check=True)
     assert res.stdout.split() == ["True", "False"]
+
+
+def test_an_ensemble_on_one_tower_exports_as_one_graph_and_keeps_each_members_score(runs, tiny_data, tmp_path):
+    import shutil
+
+    from aigi.detectors.ensemble import EnsembleDetector
+
+    ens = tmp_path / "ens"
+    EnsembleDetector.from_detectors({"probe": runs["univfd"], "ltd": runs["ltd"]}, weights=[1, 3], out=ens)
+    files = sorted(str(p) for p in (tiny_data / "test").rglob("*.png"))[:12]
+    ref = aigi.load_detector(ens).predict(files)
+    out = aigi.export(ens, tmp_path / "ens-onnx", format="onnx")
+    assert (out / "members" / "ltd" / "config.json").is_file()  # the folder is still a detector
+    ort = aigi.load_detector(out, runtime="onnxruntime")
+    got = ort.predict(files)
+    assert all(m._backbone is None for m in ort.members.values())  # the torch tower is never loaded
+    for key in ("prob_fake", "p_probe", "p_ltd"):
+        a = np.array([p.as_record()[key] for p in ref])
+        b = np.array([p.as_record()[key] for p in got])
+        assert np.abs(a - b).max() < 1e-4, key
+    # members that need pixels of their own cannot share one graph: a clear refusal
+    crop = tmp_path / "crop"
+    shutil.copytree(aigi.resolve_detector(runs["univfd"]), crop)
+    config = json.loads((crop / "config.json").read_text())
+    (crop / "config.json").write_text(json.dumps({**config, "view": "crop"}))
+    EnsembleDetector.from_detectors({"resize": runs["univfd"], "crop": crop}, out=tmp_path / "mixed")
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "mixed"), "-o", str(tmp_path / "m-onnx"), "--format", "onnx"])
+    assert res.exit_code == 2 and "read different pixels" in res.output

@@ -18,7 +18,7 @@ import torch
 from ..errors import InputError
 from .base import CONFIG_FILE, Detector, Prediction
 from .decoding import draft_side
-from .inference import ImageReader, PreparedBatch
+from .inference import ImageReader, PreparedBatch, ViewPreparer
 from .store import load_detector_dir, resolve_detector
 
 MEMBERS_DIR = "members"
@@ -92,14 +92,19 @@ class EnsembleDetector(Detector):
         """Read each input once for all experts (each cuts its own view from the decoded image);
         a draft decode only when every expert resizes."""
         members = self.members.values()
-        return ImageReader(draft_side(self.decode, not any(m.view.native for m in members),
-                                      max(m.preprocess_spec.output_size for m in members)))
+        side = (self.runner.preprocess_spec.output_size if self.runner is not None  # the torch tower stays unloaded
+                else max(m.preprocess_spec.output_size for m in members))
+        return ImageReader(draft_side(self.decode, not any(m.view.native for m in members), side))
 
     @torch.no_grad()
     def score_batch(self, batch: PreparedBatch) -> list[Prediction]:
         names = [batch.names[i] for i in batch.rows]
         per_member: dict[str, list[Prediction]] = {}
-        for group in pass_groups(self.members):
+        if self.runner is not None:  # an exported graph of the one tower pass: [B, members] logits
+            lead = self.members[self.member_names[0]]
+            prepared = ViewPreparer(lead.view, self.runner.preprocess_spec, lead.decode)(batch.pixels, names)
+            per_member = member_predictions(self.members, prepared, self._logits(prepared.pixels))
+        for group in pass_groups(self.members) if self.runner is None else ():
             per_member.update(score_group(group, batch.pixels, names))
         scored: dict[int, Prediction] = {}
         for k, i in enumerate(batch.rows):
@@ -145,6 +150,21 @@ class EnsembleDetector(Detector):
 
     def loaded_from(self, folder: Path) -> None:
         self.root = str(Path(folder).resolve())
+
+    def save(self, folder: str | Path) -> Path:
+        """The ensemble's config, and its members' folders when it is saved somewhere new."""
+        folder = Path(folder)
+        if self.root is not None and folder.resolve() != Path(self.root):
+            for name in self.member_names:
+                dest = folder / MEMBERS_DIR / name
+                if dest.exists():
+                    shutil.rmtree(dest)
+                shutil.copytree(Path(self.root) / MEMBERS_DIR / name, dest)
+        return super().save(folder)
+
+    def to_probability(self, logits: torch.Tensor) -> torch.Tensor:
+        """The vote from ``[B, members]`` logits (the bare forward's), each through its member's calibration."""
+        return self.vote({n: self.members[n].to_probability(logits[:, k]) for k, n in enumerate(self.member_names)})
 
 
 def is_ensemble_folder(folder: Path) -> bool:
@@ -199,9 +219,13 @@ def score_group(group: dict[str, Detector], images: list[Any], names: list[str])
     prepared = lead.prepare_batch(images, names)
     for det in dets:
         det.eval()
-    rows = lead._logits(prepared.pixels, partial(group_logits, dets))  # per crop: a logit per member, or why it failed
+    return member_predictions(group, prepared, lead._logits(prepared.pixels, partial(group_logits, dets)))
+
+
+def member_predictions(members: dict[str, Detector], prepared: PreparedBatch, rows: list[Any]) -> dict[str, list[Prediction]]:
+    """Each member's records from ``rows``: per crop, one logit per member (in order), or why it failed."""
     return {name: det.predictions_from_logits(prepared, [r if isinstance(r, str) else r[k] for r in rows])
-            for k, (name, det) in enumerate(group.items())}
+            for k, (name, det) in enumerate(members.items())}
 
 
 def group_logits(dets: list[Detector], pixels: torch.Tensor) -> torch.Tensor:

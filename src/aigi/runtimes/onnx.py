@@ -1,7 +1,8 @@
 """ONNX export of a detector, and the onnxruntime runner that scores with it.
 
 The graph maps normalised pixels ``[B, 3, S, S]`` to ``logit`` and ``prob_fake`` (the stored
-calibration folded in). ``--int8`` quantises its MatMul weights dynamically, per channel and
+calibration folded in); an ensemble whose members share one tower pass exports as one graph
+with ``[B, members]`` logits. ``--int8`` quantises its MatMul weights dynamically, per channel and
 with a reduced (7-bit) range: the u8 × s8 kernels of x86 CPUs without VNNI saturate on full-range
 weights (the fault behind issue 13's failing CI), and 7 bits keep them exact everywhere.
 """
@@ -17,7 +18,6 @@ import torch
 from torch import nn
 
 from ..backbones.preprocess import PreprocessSpec
-from ..detectors.calibration import apply
 from ..detectors.folders import CONFIG_FILE
 from ..errors import InputError
 
@@ -26,23 +26,22 @@ OPSET = 17
 
 
 class _Graph(nn.Module):
-    """pixels → (logit, P(fake)): what an exported detector computes."""
+    """pixels → (logit, P(fake)): what an exported detector computes. An ensemble whose members
+    share one tower pass gives ``[B, members]`` logits (each member's, uncalibrated) and the vote."""
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
         self.detector = detector
-        self.calibration = detector.calibration
+        self.experts = nn.ModuleList(detector.experts())  # an ensemble's members: registered, so traced as weights
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logit = self.detector(pixels).float()
-        return logit, torch.sigmoid(apply(logit, self.calibration))
+        return logit, self.detector.to_probability(logit)
 
 
 def export_onnx(detector: Any, out: Path, int8: bool = False) -> Path:
     """Save ``detector`` to ``out`` (config + safetensors, so the folder is still a detector) and
     write its graph beside it; config.json records the graph, its pre-processing and its precision."""
-    if detector.name == "ensemble":
-        raise InputError("an ensemble is exported expert by expert: aigi export <expert> --format onnx")
     if detector.embeds_backbone:
         try:
             detector.merge_for_inference()  # LoRA / MoLE bypasses folded into dense weights
@@ -50,7 +49,7 @@ def export_onnx(detector: Any, out: Path, int8: bool = False) -> Path:
             pass  # nothing to merge
     out = Path(out)
     detector.save(out)
-    spec = detector.backbone.preprocess_spec
+    spec = detector.preprocess_spec  # an ensemble: one pass must serve all its members, else this refuses
     graph = _Graph(detector).eval()
     example = torch.zeros(2, 3, spec.output_size, spec.output_size)
     fastpath = torch.backends.mha.get_fastpath_enabled()
@@ -114,7 +113,7 @@ class OrtRunner:
         if not len(pixels):
             return []
         logit, _ = self.session.run(["logit", "prob_fake"], {"pixels": pixels.numpy()})
-        return [float(x) for x in logit.reshape(-1)]
+        return logit.tolist() if logit.ndim == 2 else [float(x) for x in logit.reshape(-1)]  # ensemble: per member
 
 
 def attach(detector: Any, folder: Path) -> None:
