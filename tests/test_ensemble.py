@@ -71,6 +71,8 @@ def test_build_detect_and_breakdown(runs, tiny_data, tmp_path):
             rows = list(csv.DictReader(fh))
         assert {"p_clip", "p_siglip", "p_ltd"} <= set(rows[0]) and len(rows) == 5
         res = runner.invoke(app, ["detect", str(files[0]), "-d", str(out)])
+        assert res.exit_code == 0 and "p_ltd=" not in res.output  # the vote alone, unless asked
+        res = runner.invoke(app, ["detect", str(files[0]), "-d", str(out), "--experts"])
         assert "p_ltd=" in res.output
         ev = tmp_path / "ev"
         res = runner.invoke(app, ["eval", "-d", str(out), "--data", str(tiny_data / "test"), "-o", str(ev),

@@ -128,6 +128,8 @@ def test_an_ensemble_reports_each_expert(probe_dir, tmp_path):
     ens = aigi.ensemble({"one": probe_dir, "two": probe_dir}, out=tmp_path / "ens")
     with TestClient(create_app(ServeSettings(detector=str(tmp_path / "ens")))) as c:
         rec = c.post("/v1/detect", files=[("files", ("a.png", _png(2), "image/png"))]).json()["results"][0]
+        info = c.get("/v1/detectors").json()["detectors"][0]
+    assert info["experts"] == ["one", "two"] and info["backbone"] == "random:tiny-clip" and info["view"] == "resize"
     assert set(rec["experts"]) == {"one", "two"} and rec["detector"] == ens.name
     assert rec["prob_fake"] == pytest.approx(np.mean(list(rec["experts"].values())), abs=1e-6)
 

@@ -224,8 +224,9 @@ def describe(config: str | Path | dict, overrides: Sequence[str] = ()) -> dict:
 
         experts = {name: describe(cfg) for name, cfg in expert_configs(raw).items()}
         sums = summed_parameters([(e, e["backbone"] if e["frozen_tower"] else None) for e in experts.values()])
-        return {"detector": "ensemble", "backbone": ", ".join(e["backbone"] for e in experts.values()),
-                "sized_with": ", ".join(e["sized_with"] for e in experts.values()), **sums, "experts": experts}
+        return {"detector": "ensemble", "backbone": ", ".join(dict.fromkeys(e["backbone"] for e in experts.values())),
+                "sized_with": ", ".join(dict.fromkeys(e["sized_with"] for e in experts.values())), **sums,
+                "experts": experts}
     recipe = load_recipe(raw)
     sized = random_equivalent(recipe.backbone)
     backbone = load_backbone(sized).freeze()

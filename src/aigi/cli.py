@@ -105,6 +105,8 @@ def detect(
                                               "or auto on a node); without it Ray starts on this machine."),
     actors: int = typer.Option(1, min=1, help="--engine ray: scoring actors, one detector each (one GPU each "
                                "with --device cuda)."),
+    experts: bool = typer.Option(False, "--experts", help="Also print each expert's P(fake) beside an ensemble's "
+                                 "vote (a results file always keeps them)."),
 ) -> None:
     """Score images: P(fake) and a verdict per file."""
     with _errors():
@@ -131,8 +133,8 @@ def detect(
                 if pred.error:
                     bar.write(f"{pred.path}\terror: {pred.error}")
                 else:
-                    experts = "".join(f"\t{k}={v:.4f}" for k, v in pred.extra.items())
-                    bar.write(f"{pred.path}\t{pred.prob_fake:.4f}\t{pred.verdict}{experts}")
+                    votes = "".join(f"\t{k}={v:.4f}" for k, v in pred.extra.items()) if experts else ""
+                    bar.write(f"{pred.path}\t{pred.prob_fake:.4f}\t{pred.verdict}{votes}")
         bar.close()
         done = sum(counts.values())
         summary = f"{done} scored now: {counts['fake']} fake, {counts['real']} real, {counts['error']} unreadable"

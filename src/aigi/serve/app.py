@@ -51,8 +51,11 @@ def _summary(detector, label: str) -> dict[str, Any]:
            "model_card": "/model-card"}
     from ..detectors.ensemble import EnsembleDetector
 
-    if isinstance(detector, EnsembleDetector):
+    if isinstance(detector, EnsembleDetector):  # what its members run on and see, each named once
+        members = detector.members.values()
         out["experts"] = list(detector.member_names)
+        out["backbone"] = ", ".join(dict.fromkeys(m.backbone_spec for m in members))
+        out["view"] = ", ".join(dict.fromkeys(str(m.view) for m in members))
     return out
 
 
