@@ -153,3 +153,38 @@ def test_loso_checks_every_recipe_before_the_first_fold_and_reads_each_once(pool
     monkeypatch.setattr(api, "train", train_then_edit)
     api.loso([good], pool, tmp_path / "out2", sources=["alpha", "beta"], bootstrap=0, shortcut=False)
     assert seen == [2, 2]  # every fold trains the recipe as it was read at the start
+
+
+def test_the_vote_of_loso_runs_averages_each_images_score_fold_by_fold(tmp_path):
+    import csv
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "loso_vote.py"
+    spec = importlib.util.spec_from_file_location("loso_vote", path)
+    voting = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(voting)
+
+    def run(name: str, scores: dict[str, list[float]]) -> Path:
+        for fold, probs in scores.items():
+            out = tmp_path / name / fold / "eval"
+            out.mkdir(parents=True)
+            with open(out / "predictions.csv", "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["path", "subset", "label", "prob_fake"])
+                for i, p in enumerate(probs):
+                    w.writerow([f"/{fold}/{i}.png", fold, int(i >= 2), p])
+        return tmp_path / name
+
+    # labels per fold: 0, 0, 1, 1; a ranks fold x half right, b ranks it right; the vote ranks it right
+    a = run("a", {"x": [0.1, 0.6, 0.5, 0.9], "y": [0.2, 0.1, 0.8, 0.7]})
+    b = run("b", {"x": [0.2, 0.1, 0.4, 0.3], "y": [0.9, 0.1, 0.3, 0.8]})
+    alone = voting.vote([a])
+    assert alone["folds"]["x"]["auc"] == pytest.approx(0.75) and alone["folds"]["y"]["auc"] == 1.0
+    both = voting.vote([a, b])  # x: 0.15, 0.35, 0.45, 0.6 → 1.0; y: 0.55, 0.1, 0.55, 0.75 → 0.875
+    assert both["folds"]["x"]["auc"] == 1.0 and both["folds"]["y"]["auc"] == pytest.approx(0.875)
+    assert both["mean_auc"] == pytest.approx(0.9375) and both["worst_auc"] == pytest.approx(0.875)
+    assert both["folds"]["x"]["real"] == 2 and both["folds"]["x"]["fake"] == 2
+    assert voting.vote([a, b], [1, 0])["folds"] == alone["folds"]  # weights: b counts for nothing
+    other = run("c", {"x": [0.1, 0.2, 0.3]})
+    with pytest.raises(SystemExit, match="fold x: the runs were tested on different images"):
+        voting.vote([a, other])
