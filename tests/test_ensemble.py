@@ -188,7 +188,7 @@ def test_seeds_bag_every_expert_at_consecutive_seeds_and_share_its_weight(tmp_pa
 
 def test_a_bagged_recipe_trains_heads_that_differ_and_scores_with_one_tower_pass(tiny_data, tmp_path):
     recipe = {"detector": "univfd", "backbone": "random:tiny-clip", "train": {"epochs": 5, "lr": 0.01},
-              "data": {"train": str(tiny_data / "train"), "val": str(tiny_data / "val")}}
+              "data": {"train": str(tiny_data / "train"), "val_fraction": 0.25}}  # a split per seed
     (tmp_path / "bag.yaml").write_text(yaml.safe_dump({"output": str(tmp_path / "bag"), "seeds": 2,
                                                        "experts": {"probe": recipe}}))
     res = runner.invoke(app, ["train", str(tmp_path / "bag.yaml")])
@@ -197,5 +197,22 @@ def test_a_bagged_recipe_trains_heads_that_differ_and_scores_with_one_tower_pass
     assert det.member_names == ["probe-1", "probe-2"]
     heads = [m.head.weight for m in det.members.values()]
     assert not torch.allclose(heads[0], heads[1])  # two seeds, two probes
+    splits = [{r["path"] for r in csv.DictReader(open(tmp_path / "bag" / "experts" / n / "val_predictions.csv"))}
+              for n in det.member_names]
+    assert splits[0] != splits[1]  # so the vote's threshold was tuned on both splits, each image out of bag
+    validation = json.loads((tmp_path / "bag" / "metrics.json").read_text())["validation"]["ensemble"]
+    assert validation["n"] == len(splits[0] | splits[1])
     preds = det.predict([str(f) for f in sorted((tiny_data / "test").rglob("*.png"))[:4]])
     assert all(p.prob_fake == pytest.approx((p.extra["p_probe-1"] + p.extra["p_probe-2"]) / 2, abs=1e-6) for p in preds)
+
+
+def test_out_of_bag_votes_score_each_validation_image_by_the_experts_that_held_it_out():
+    from aigi.training.ensemble_recipe import out_of_bag_votes
+
+    tables = {"a-1": {"x": (0, 0.2), "y": (1, 0.8)}, "b-1": {"x": (0, 0.4), "y": (1, 0.6)},  # split 1: x, y
+              "a-2": {"z": (1, 0.9)}, "b-2": {"z": (1, 0.5)}}                                # split 2: z
+    labels, voted = out_of_bag_votes(tables, ["a-1", "b-1", "a-2", "b-2"], [1, 1, 1, 3])
+    assert labels == [0, 1, 1]
+    assert voted == pytest.approx([0.3, 0.7, (0.9 + 3 * 0.5) / 4])  # z: only the copies that held it out
+    same = {"a": {"x": (0, 0.2)}, "b": {"x": (0, 0.6)}}  # one split: every expert votes on every image
+    assert out_of_bag_votes(same, ["a", "b"], [1, 1]) == ([0], [pytest.approx(0.4)])

@@ -50,14 +50,16 @@ def test_univfd_on_real_clip(tmp_path, embedded_backbone):
 
 
 def test_shipped_default_detector_scores_examples():
-    """photo-b16 (docs/model-card.md) on the README's examples: the 12 photos and the 12 CIFAKE
-    thumbnails; the previous default stays available by name."""
+    """photo-b16 (docs/model-card.md: six probes voting on one tower) on the README's examples:
+    the 12 photos and the 12 CIFAKE thumbnails; the previous default stays available by name."""
     import aigi
     from aigi.backbones.embedded import EmbeddedWeightsUnavailable
 
     root = Path(__file__).resolve().parents[1] / "examples"
     det = aigi.load_detector()
-    assert aigi.detector_info()["view"] == "crop" and det.calibration["method"] == "platt"
+    assert aigi.detector_info()["detector"] == "ensemble" and aigi.detector_info()["view"] == "crop"
+    assert det.member_names == ["crops-1", "crops-2", "crops-3", "thumbnails-1", "thumbnails-2", "thumbnails-3"]
+    assert all(str(m.view) == "crop" and m.calibration["method"] == "platt" for m in det.members.values())
     for folder, pattern, share in (("cifake", "*.jpg", 0.75), ("photos", "*.*g", 0.7)):
         examples = sorted((root / folder).glob(pattern))
         try:
@@ -68,4 +70,5 @@ def test_shipped_default_detector_scores_examples():
         assert all(p.error is None and 0.0 <= p.prob_fake <= 1.0 for p in preds)
         right = sum((p.verdict == "fake") == Path(p.path).name.startswith("fake") for p in preds)
         assert right >= share * len(preds), (folder, right)
+    assert len({id(m.backbone) for m in det.members.values()}) == 1  # one tower, held once
     assert aigi.detector_info("univfd-cifake")["detector"] == "univfd"  # the CIFAKE probe, by name

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from ..backbones.views import View
 from ..errors import InputError
 from .base import CONFIG_FILE, Detector, Prediction
 from .decoding import draft_side
@@ -143,9 +144,13 @@ class EnsembleDetector(Detector):
                     shutil.rmtree(dest)
                 shutil.copytree(resolve_detector(source), dest)
             det.root = str(out.resolve())
-            det.save(out)
         else:
             det._members = {n: load_detector_dir(resolve_detector(s)) for n, s in members.items()}
+        views = {str(m.view) for m in det.members.values()}
+        if len(views) == 1:  # what its config and detector_info() report; each member still cuts its own
+            det.view = View.parse(views.pop())
+        if out is not None:
+            det.save(out)
         return det
 
     def loaded_from(self, folder: Path) -> None:

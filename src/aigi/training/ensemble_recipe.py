@@ -17,7 +17,8 @@ expert, over its own value (:func:`aigi.config.apply_recipe_overrides`).
 Experts go to ``<output>/experts/<name>`` (full run folders), the ensemble to
 ``<output>/detector``. The ensemble's threshold is tuned on the experts' own
 validation predictions (their ``val_predictions.csv``), averaged like the vote,
-so nothing is scored twice.
+so nothing is scored twice; each image by the experts that held it out
+(:func:`out_of_bag_votes`: a bag's copies split at different seeds).
 
 ``seeds: K`` trains every expert K times, at its own ``train.seed`` plus 0…K-1, as
 experts ``<name>-1`` … ``<name>-K`` that share the expert's weight. A linear probe's
@@ -33,8 +34,6 @@ import csv
 import json
 from pathlib import Path
 from typing import Any, Callable
-
-import torch
 
 from ..config import ENSEMBLE_KEYS, ConfigError, merge
 from ..config.recipe import load_recipe
@@ -97,6 +96,21 @@ def _val_probabilities(run: Path) -> dict[str, tuple[int, float]]:
         return {r["path"]: (int(r["label"]), float(r["prob_fake"])) for r in csv.DictReader(fh)}
 
 
+def out_of_bag_votes(tables: dict[str, dict[str, tuple[int, float]]], names: list[str],
+                     weights: list[float]) -> tuple[list[int], list[float]]:
+    """The vote on validation data, each image scored by the experts that held it out (path →
+    (label, P(fake)) per expert). Experts sharing one split (one seed) all hold out the same
+    images, and every image is scored by all of them; a bag's copies split at different seeds,
+    so an image of one copy's split is scored by the copies that never trained on it (out of bag)."""
+    labels, voted = [], []
+    for path in sorted(set().union(*tables.values())):
+        held = [(w, tables[n][path]) for n, w in zip(names, weights) if path in tables[n] and w > 0]
+        if held:
+            labels.append(held[0][1][0])
+            voted.append(sum(w * p for w, (_, p) in held) / sum(w for w, _ in held))
+    return labels, voted
+
+
 def train_ensemble(config: dict[str, Any], train_one: Callable[..., Path], progress_factory=None,
                    echo: Callable[[str], None] | None = print) -> Path:
     from accelerate import PartialState
@@ -120,12 +134,10 @@ def train_ensemble(config: dict[str, Any], train_one: Callable[..., Path], progr
     weights = expert_weights(config)
     det = EnsembleDetector.from_detectors({n: r / "detector" for n, r in runs.items()}, weights=weights,
                                           out=out / "detector")
-    tables = {n: _val_probabilities(r) for n, r in runs.items()}
-    common = sorted(set.intersection(*(set(t) for t in tables.values())))
-    labels = [tables[det.member_names[0]][p][0] for p in common]
-    voted = det.vote({n: torch.tensor([tables[n][p][1] for p in common]) for n in det.member_names}).tolist()
+    labels, voted = out_of_bag_votes({n: _val_probabilities(r) for n, r in runs.items()}, det.member_names, det.weights)
     det.threshold = tune_threshold(labels, voted)
-    det.metadata["threshold_source"] = "validation: the experts' validation predictions, averaged"
+    det.metadata["threshold_source"] = (f"validation: {len(labels)} images, each scored by the weighted mean of the "
+                                        "experts that held it out")
     det.save(out / "detector")
     metrics = {"ensemble": score(labels, voted, det.threshold)}
     for n in det.member_names:
