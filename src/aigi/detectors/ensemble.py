@@ -138,11 +138,7 @@ class EnsembleDetector(Detector):
         det = cls(members=list(members), weights=weights)
         if out is not None:
             out = Path(out)
-            for name, source in members.items():
-                dest = out / MEMBERS_DIR / name
-                if dest.exists():
-                    shutil.rmtree(dest)
-                shutil.copytree(resolve_detector(source), dest)
+            copy_members(out, {name: resolve_detector(source) for name, source in members.items()})
             det.root = str(out.resolve())
         else:
             det._members = {n: load_detector_dir(resolve_detector(s)) for n, s in members.items()}
@@ -160,16 +156,21 @@ class EnsembleDetector(Detector):
         """The ensemble's config, and its members' folders when it is saved somewhere new."""
         folder = Path(folder)
         if self.root is not None and folder.resolve() != Path(self.root):
-            for name in self.member_names:
-                dest = folder / MEMBERS_DIR / name
-                if dest.exists():
-                    shutil.rmtree(dest)
-                shutil.copytree(Path(self.root) / MEMBERS_DIR / name, dest)
+            copy_members(folder, {name: Path(self.root) / MEMBERS_DIR / name for name in self.member_names})
         return super().save(folder)
 
     def to_probability(self, logits: torch.Tensor) -> torch.Tensor:
         """The vote from ``[B, members]`` logits (the bare forward's), each through its member's calibration."""
         return self.vote({n: self.members[n].to_probability(logits[:, k]) for k, n in enumerate(self.member_names)})
+
+
+def copy_members(folder: Path, sources: dict[str, Path]) -> None:
+    """Each member's folder, whole (an exported graph included), into ``folder/members/<name>``."""
+    for name, source in sources.items():
+        dest = folder / MEMBERS_DIR / name
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(source, dest)
 
 
 def is_ensemble_folder(folder: Path) -> bool:
