@@ -62,16 +62,20 @@
       meta.appendChild(left);
       meta.appendChild(el("span", "", "threshold " + pct(rec.threshold) + " · " + rec.detector));
       body.appendChild(meta);
-      if (rec.experts) {
+      if (rec.experts) {  // folded away: the vote is the answer, the experts are the evidence
+        const names = Object.keys(rec.experts);
+        const fold = el("details", "experts-fold");
+        fold.appendChild(el("summary", "", names.length + " expert scores"));
         const list = el("div", "experts");
-        Object.keys(rec.experts).forEach(function (name) {
+        names.forEach(function (name) {
           const row = el("div", "expert");
           row.appendChild(el("span", "", name));
           row.appendChild(bar(rec.experts[name]));
           row.appendChild(el("span", "", pct(rec.experts[name])));
           list.appendChild(row);
         });
-        body.appendChild(list);
+        fold.appendChild(list);
+        body.appendChild(fold);
       }
     }
     box.appendChild(body);
