@@ -58,13 +58,17 @@ run pool-audit     aigi datasets audit "$pool"
 ext=${EXT:-runs/ext}
 run ext-build      aigi datasets build-pool --set external --clones "$clones" --out "$ext"
 run ext-audit      aigi datasets audit "$pool" --external "$ext"
-run loso-photo     aigi loso "$pool" -r configs/photo-b16.yaml -r configs/photo/univfd-layers-middle.yaml -r configs/photo/univfd-layers-thumbs.yaml -r configs/photo/univfd-layers-10ep.yaml -r configs/photo/univfd-embed.yaml -r configs/photo/univfd-layers-all.yaml -r configs/photo/univfd-layers-early.yaml -r configs/photo/univfd-no-copies.yaml -o runs/loso-final --bootstrap 200
-run loso-tables    python scripts/loso_tables.py runs/loso-final/loso.json --ci photo-b16 --generators photo-b16 --failures photo-b16 --pool "$pool"
+run loso-vote      aigi loso "$pool" -r configs/photo-b16.yaml -o runs/loso-vote --bootstrap 200
+run loso-tables    python scripts/loso_tables.py runs/loso-vote/loso.json --ci photo-b16 --generators photo-b16 --failures photo-b16 --pool "$pool"
+run loso-photo     aigi loso "$pool" -r configs/photo/univfd-layers.yaml -r configs/photo/univfd-layers-middle.yaml -r configs/photo/univfd-layers-thumbs.yaml -r configs/photo/univfd-layers-10ep.yaml -r configs/photo/univfd-embed.yaml -r configs/photo/univfd-layers-all.yaml -r configs/photo/univfd-layers-early.yaml -r configs/photo/univfd-no-copies.yaml -o runs/loso-final --bootstrap 200
+run loso-cands     python scripts/loso_tables.py runs/loso-final/loso.json --ci univfd-layers
 run loso-methods   aigi loso "$pool" -r configs/photo/univfd-knn.yaml -r configs/photo/ltd.yaml -o runs/loso-methods --bootstrap 200
-for s in 1 2; do run loso-seed$s aigi loso "$pool" -r configs/photo-b16.yaml -r configs/photo/univfd-layers-thumbs.yaml -o runs/loso-seed$s --bootstrap 0 --no-shortcut train.seed=$s; done
+for s in 1 2 3 4; do run loso-seed$s aigi loso "$pool" -r configs/photo/univfd-layers.yaml -r configs/photo/univfd-layers-thumbs.yaml -o runs/loso-seed$s --bootstrap 0 --no-shortcut train.seed=$s; done
+for o in 1 2; do run loso-vote-seeds$o python scripts/loso_vote.py $(for s in $o $((o+1)) $((o+2)); do echo runs/loso-seed$s/univfd-layers runs/loso-seed$s/univfd-layers-thumbs; done); done
 run photo-train    aigi train configs/photo-b16.yaml data.train="$pool" data.exclude=examples/photos
-for r in univfd-layers-middle univfd-layers-thumbs univfd-layers-all univfd-embed; do run photo-$r aigi train configs/photo/$r.yaml data.train="$pool" data.exclude=examples/photos; done
-run photo-ext      aigi eval -d runs/photo-b16 -d runs/photo-b16-layers-middle -d runs/photo-b16-thumbs -d runs/photo-b16-layers-all -d runs/photo-b16-embed -d univfd-cifake --data "$ext" --bootstrap 200 -o runs/readme-photo-ext
+for r in univfd-layers univfd-layers-middle univfd-layers-thumbs univfd-layers-all univfd-embed; do run photo-$r aigi train configs/photo/$r.yaml data.train="$pool" data.exclude=examples/photos; done
+run photo-ext      aigi eval -d runs/photo-b16 -d runs/photo-univfd-layers -d runs/photo-layers-middle -d runs/photo-thumbs -d runs/photo-layers-all -d runs/photo-embed -d univfd-cifake --data "$ext" --bootstrap 200 -o runs/readme-photo-ext
 run photo-cifake   aigi eval -d runs/photo-b16 --data $data/test --bootstrap 200 -o runs/readme-photo-cifake
 run photo-detect   aigi detect examples/ -d runs/photo-b16
+run serve-shot     python scripts/serve_screenshot.py docs/img/serve_page.png
 run throughput     python benchmarks/throughput.py --photos "$pool" --n 200 --repeats 3 ${SAHU_PYTHON:+--sahu-python $SAHU_PYTHON}

@@ -216,3 +216,11 @@ def test_out_of_bag_votes_score_each_validation_image_by_the_experts_that_held_i
     assert voted == pytest.approx([0.3, 0.7, (0.9 + 3 * 0.5) / 4])  # z: only the copies that held it out
     same = {"a": {"x": (0, 0.2)}, "b": {"x": (0, 0.6)}}  # one split: every expert votes on every image
     assert out_of_bag_votes(same, ["a", "b"], [1, 1]) == ([0], [pytest.approx(0.4)])
+
+
+def test_the_shipped_list_says_what_the_default_vote_is_made_of():
+    res = runner.invoke(app, ["detectors", "list"])
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.output.splitlines() if x.startswith("shipped: photo-b16"))
+    assert "a vote of 6 × univfd-layers on embedded, view crop" in line
+    assert "univfd on embedded, view resize" in res.output  # univfd-cifake, one probe

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -504,7 +505,13 @@ def detectors_list() -> None:
     typer.echo("methods: " + ", ".join(api.methods()))
     for name, folder in api.pretrained_detectors().items():
         cfg = json.loads((folder / "config.json").read_text())
-        typer.echo(f"shipped: {name}  ({cfg['detector']} on {cfg['backbone']}, threshold {cfg['threshold']:.3f})")
+        what = f"{cfg['detector']} on {cfg['backbone']}"
+        members = (cfg.get("params") or {}).get("members") if cfg["detector"] == "ensemble" else None
+        if members:  # a vote: what its members are, counted
+            kinds = Counter("{detector} on {backbone}".format(**json.loads((folder / "members" / m / "config.json").read_text()))
+                            for m in members)
+            what = "a vote of " + ", ".join(f"{n} × {kind}" for kind, n in kinds.items())
+        typer.echo(f"shipped: {name}  ({what}, view {cfg.get('view', 'resize')}, threshold {cfg['threshold']:.3f})")
 
 
 def main() -> None:
