@@ -144,6 +144,9 @@ def test_members_on_one_frozen_tower_share_it_and_its_forward_pass(runs, tiny_da
     assert calls == [6]  # one pass for both members over the six readable images
     towers = {id(m.backbone) for m in ens.members.values()}
     assert len(towers) == 1
+    bf16 = aigi.load_detector(ens.root, precision="bf16")  # the tower read straight into bf16, once
+    assert len({id(m.backbone) for m in bf16.members.values()}) == 1
+    assert bf16.members["ltd"]._backbone is None and bf16.members["ltd"].precision == "bf16"
     for name in ("clip", "ltd"):
         assert [p.extra[f"p_{name}"] for p in preds[:6]] == pytest.approx(alone[name], abs=1e-5)
     assert preds[6].prob_fake is None and "missing.png" in preds[6].path and preds[6].error

@@ -80,7 +80,11 @@ class Detector(Inference, Persistence, nn.Module):
 
     def hold_tower_in(self, matrix_dtype: torch.dtype) -> None:
         """Hold the frozen tower's Linear weights in ``matrix_dtype`` (bf16 inference): loaded
-        straight into it when not loaded yet, else converted in place."""
+        straight into it when not loaded yet, else converted in place; a tower shared with
+        another detector (:meth:`share_tower`) is held by its owner."""
+        if self._backbone is None and self._tower_owner is not None:
+            self._tower_owner.hold_tower_in(matrix_dtype)
+            return
         if self._backbone is None:
             object.__setattr__(self, "_backbone", load_backbone(self.backbone_spec, self.device, matrix_dtype).freeze())
         else:
