@@ -59,12 +59,17 @@ class EnsembleDetector(Detector):
     def cache_point(self) -> str | None:
         return None
 
-    def _one_pass(self) -> list[Detector]:
+    def _shared_pass(self) -> list[Detector] | None:
+        """The members, when one tower pass serves them all (one frozen tower, view and precision)."""
         groups = pass_groups(self.members)
-        if len(groups) != 1 or len(groups[0]) < 2:
+        return list(groups[0].values()) if len(groups) == 1 and len(groups[0]) > 1 else None
+
+    def _one_pass(self) -> list[Detector]:
+        dets = self._shared_pass()
+        if dets is None:
             raise InputError("this ensemble's members read different pixels (towers, views or precisions): "
                              "score it with predict(), which prepares each its own")
-        return list(groups[0].values())
+        return dets
 
     @property
     def preprocess_spec(self):
@@ -89,27 +94,37 @@ class EnsembleDetector(Detector):
     def experts(self) -> list[Detector]:
         return list(self.members.values())
 
-    def preparer(self) -> ImageReader:
-        """Read each input once for all experts (each cuts its own view from the decoded image);
-        a draft decode only when every expert resizes."""
+    def preparer(self) -> ViewPreparer | ImageReader:
+        """When one tower pass serves every member, the crops are cut and pre-processed once, in
+        the reading thread, as for one detector; otherwise each input is read once for all experts
+        (each cuts its own view from the decoded image), in draft only when every expert resizes."""
+        shared = self._shared_pass()
+        if shared is not None:
+            spec = self.runner.preprocess_spec if self.runner is not None else shared[0].preprocess_spec
+            return ViewPreparer(shared[0].view, spec, shared[0].decode)  # an exported graph: the torch tower stays unloaded
         members = self.members.values()
-        side = (self.runner.preprocess_spec.output_size if self.runner is not None  # the torch tower stays unloaded
-                else max(m.preprocess_spec.output_size for m in members))
-        return ImageReader(draft_side(self.decode, not any(m.view.native for m in members), side))
+        return ImageReader(draft_side(self.decode, not any(m.view.native for m in members),
+                                      max(m.preprocess_spec.output_size for m in members)))
 
     @torch.no_grad()
     def score_batch(self, batch: PreparedBatch) -> list[Prediction]:
-        names = [batch.names[i] for i in batch.rows]
-        per_member: dict[str, list[Prediction]] = {}
-        if self.runner is not None:  # an exported graph of the one tower pass: [B, members] logits
-            lead = self.members[self.member_names[0]]
-            prepared = ViewPreparer(lead.view, self.runner.preprocess_spec, lead.decode)(batch.pixels, names)
-            per_member = member_predictions(self.members, prepared, self._logits(prepared.pixels))
-        for group in pass_groups(self.members) if self.runner is None else ():
-            per_member.update(score_group(group, batch.pixels, names))
+        by_input: dict[int, dict[str, Prediction]] = {}
+        if isinstance(batch.pixels, torch.Tensor):  # crops prepared once for the one tower pass
+            dets = list(self.members.values())
+            for det in dets:
+                det.eval()
+            rows = (self._logits(batch.pixels) if self.runner is not None  # the exported graph: [B, members]
+                    else dets[0]._logits(batch.pixels, partial(group_logits, dets)))
+            per_member = member_predictions(self.members, batch, rows)
+            by_input = {i: {n: per_member[n][i] for n in self.member_names} for i in range(len(batch.names))}
+        else:  # decoded images: each group of members cuts and scores its own
+            names = [batch.names[i] for i in batch.rows]
+            per_member = {}
+            for group in pass_groups(self.members):
+                per_member.update(score_group(group, batch.pixels, names))
+            by_input = {i: {n: per_member[n][k] for n in self.member_names} for k, i in enumerate(batch.rows)}
         scored: dict[int, Prediction] = {}
-        for k, i in enumerate(batch.rows):
-            preds = {name: per_member[name][k] for name in self.member_names}
+        for i, preds in by_input.items():
             failed = next((p.error for p in preds.values() if p.error is not None), None)
             if failed is not None:
                 scored[i] = Prediction(batch.names[i], None, None, failed)
