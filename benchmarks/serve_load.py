@@ -104,12 +104,9 @@ def main() -> None:
     try:
         import httpx
 
-        for _ in range(600):
-            try:
-                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.25)
+        from aigi.serve.ready import wait_ready
+
+        wait_ready(base, server, seconds=150)
         answered, errors, lat, wall = asyncio.run(load(base, files, args.requests, args.concurrency, args.max_seconds))
         rss = peak_rss_mib(server.pid)
         alive = httpx.get(base + "/readyz", timeout=5).status_code == 200

@@ -11,10 +11,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
+from aigi.serve.ready import wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ("examples/photos/fake_nanobanana_1.png", "examples/photos/real_kaivalya_1.jpg", "examples/cifake/real_02.jpg")
@@ -36,12 +35,7 @@ def main(out: Path) -> None:
     server = subprocess.Popen([sys.executable, "-m", "aigi.cli", "serve", "--port", str(port)])
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+        wait_ready(base, server, seconds=150)
         tmp = Path(tempfile.mkdtemp())
         (tmp / "notes.jpg").write_text("meeting notes, not a photo")
         paths = [str(ROOT / f) for f in FILES] + [str(tmp / "notes.jpg")]

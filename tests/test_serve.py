@@ -9,7 +9,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -166,18 +165,13 @@ def server(probe_dir):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "aigi.cli", "serve", "--detector", str(probe_dir), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    import httpx
+    from aigi.serve.ready import wait_ready
 
     base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(proc.stdout.read())
-        time.sleep(0.2)
+    try:
+        wait_ready(base, proc, seconds=60)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     yield base
     proc.terminate()
     proc.wait(timeout=30)
@@ -255,3 +249,15 @@ def test_the_service_scores_through_an_exported_graph(probe_dir, tmp_path):
     assert body["results"][0]["prob_fake"] == pytest.approx(expected, abs=1e-4)
     with pytest.raises(InputError, match="--precision is for the torch runtime"):
         ServeSettings(detector=str(graph), runtime="onnxruntime", precision="bf16")
+
+
+def test_waiting_for_the_service_names_why_it_never_became_ready():
+    from aigi.serve.ready import wait_ready
+
+    base = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    died = subprocess.Popen([sys.executable, "-c", "print('port in use')"], stdout=subprocess.PIPE, text=True)
+    died.wait()
+    with pytest.raises(RuntimeError, match="exited with 0 before it was ready: port in use"):
+        wait_ready(base, died, seconds=30)
+    with pytest.raises(RuntimeError, match="was not ready within 1 s"):
+        wait_ready(base, seconds=1)
