@@ -205,6 +205,7 @@ def test_a_bagged_recipe_trains_heads_that_differ_and_scores_with_one_tower_pass
     assert splits[0] != splits[1]  # so the vote's threshold was tuned on both splits, each image out of bag
     validation = json.loads((tmp_path / "bag" / "metrics.json").read_text())["validation"]["ensemble"]
     assert validation["n"] == len(splits[0] | splits[1])
+    assert det.metadata["trained_on"] == str(tiny_data / "train")  # both experts say so
     preds = det.predict([str(f) for f in sorted((tiny_data / "test").rglob("*.png"))[:4]])
     assert all(p.prob_fake == pytest.approx((p.extra["p_probe-1"] + p.extra["p_probe-2"]) / 2, abs=1e-6) for p in preds)
 

@@ -136,6 +136,10 @@ def train_ensemble(config: dict[str, Any], train_one: Callable[..., Path], progr
                                           out=out / "detector")
     labels, voted = out_of_bag_votes({n: _val_probabilities(r) for n, r in runs.items()}, det.member_names, det.weights)
     det.threshold = tune_threshold(labels, voted)
+    for key in ("trained_on", "validated_on"):  # what the service and the model card report, when the experts agree
+        said = {json.dumps(m.metadata.get(key)) for m in det.members.values()}
+        if len(said) == 1:
+            det.metadata[key] = json.loads(said.pop())
     det.metadata["threshold_source"] = (f"validation: {len(labels)} images, each scored by the weighted mean of the "
                                         "experts that held it out")
     det.save(out / "detector")
