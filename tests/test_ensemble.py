@@ -152,6 +152,8 @@ def test_members_on_one_frozen_tower_share_it_and_its_forward_pass(runs, tiny_da
     assert preds[6].prob_fake is None and "missing.png" in preds[6].path and preds[6].error
     siglip = EnsembleDetector.from_detectors({"clip": runs["clip"], "siglip": runs["siglip"]}, out=tmp_path / "e2")
     assert len({id(m.backbone) for m in siglip.members.values()}) == 2  # two specs: two towers
+    in_memory = EnsembleDetector.from_detectors({"clip": runs["clip"], "ltd": runs["ltd"]})  # not written anywhere
+    assert len({id(m.backbone) for m in in_memory.members.values()}) == 1
     one = {n: m.parameter_report() for n, m in ens.members.items()}
     shared, apart = ens.parameter_report(), siglip.parameter_report()
     assert shared["vision_tower"] == one["clip"]["vision_tower"] == one["ltd"]["vision_tower"]  # held once

@@ -120,3 +120,4 @@ def test_an_ensemble_on_one_tower_exports_as_one_graph_and_keeps_each_members_sc
     EnsembleDetector.from_detectors({"resize": runs["univfd"], "crop": crop}, out=tmp_path / "mixed")
     res = CliRunner().invoke(app, ["export", str(tmp_path / "mixed"), "-o", str(tmp_path / "m-onnx"), "--format", "onnx"])
     assert res.exit_code == 2 and "read different pixels" in res.output
+    assert not (tmp_path / "m-onnx").exists()  # refused before anything is written

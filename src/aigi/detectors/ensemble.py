@@ -110,12 +110,8 @@ class EnsembleDetector(Detector):
     def score_batch(self, batch: PreparedBatch) -> list[Prediction]:
         by_input: dict[int, dict[str, Prediction]] = {}
         if isinstance(batch.pixels, torch.Tensor):  # crops prepared once for the one tower pass
-            dets = list(self.members.values())
-            for det in dets:
-                det.eval()
-            rows = (self._logits(batch.pixels) if self.runner is not None  # the exported graph: [B, members]
-                    else dets[0]._logits(batch.pixels, partial(group_logits, dets)))
-            per_member = member_predictions(self.members, batch, rows)
+            per_member = (member_predictions(self.members, batch, self._logits(batch.pixels))  # the exported graph
+                          if self.runner is not None else score_prepared(self.members, batch))
             by_input = {i: {n: per_member[n][i] for n in self.member_names} for i in range(len(batch.names))}
         else:  # decoded images: each group of members cuts and scores its own
             names = [batch.names[i] for i in batch.rows]
@@ -157,6 +153,7 @@ class EnsembleDetector(Detector):
             det.root = str(out.resolve())
         else:
             det._members = {n: load_detector_dir(resolve_detector(s)) for n, s in members.items()}
+            share_towers(det._members.values())
         views = {str(m.view) for m in det.members.values()}
         if len(views) == 1:  # what its config and detector_info() report; each member still cuts its own
             det.view = View.parse(views.pop())
@@ -235,12 +232,15 @@ def score_group(group: dict[str, Detector], images: list[Any], names: list[str])
     if len(group) == 1:
         (name, det), = group.items()
         return {name: det.predict(images, batch_size=max(1, len(names)), names=names)}
+    return score_prepared(group, next(iter(group.values())).prepare_batch(images, names))
+
+
+def score_prepared(group: dict[str, Detector], prepared: PreparedBatch) -> dict[str, list[Prediction]]:
+    """Each member's records for crops prepared once for the group's one tower pass."""
     dets = list(group.values())
-    lead = dets[0]
-    prepared = lead.prepare_batch(images, names)
     for det in dets:
         det.eval()
-    return member_predictions(group, prepared, lead._logits(prepared.pixels, partial(group_logits, dets)))
+    return member_predictions(group, prepared, dets[0]._logits(prepared.pixels, partial(group_logits, dets)))
 
 
 def member_predictions(members: dict[str, Detector], prepared: PreparedBatch, rows: list[Any]) -> dict[str, list[Prediction]]:

@@ -47,9 +47,9 @@ def export_onnx(detector: Any, out: Path, int8: bool = False) -> Path:
             detector.merge_for_inference()  # LoRA / MoLE bypasses folded into dense weights
         except InputError:
             pass  # nothing to merge
+    spec = detector.preprocess_spec  # an ensemble: one pass must serve all its members, else this refuses
     out = Path(out)
     detector.save(out)
-    spec = detector.preprocess_spec  # an ensemble: one pass must serve all its members, else this refuses
     graph = _Graph(detector).eval()
     example = torch.zeros(2, 3, spec.output_size, spec.output_size)
     fastpath = torch.backends.mha.get_fastpath_enabled()
