@@ -8,7 +8,11 @@ those seeds, so its LOSO at another seed offset is the vote of single runs alrea
     python scripts/loso_vote.py runs/loso-seed1/univfd-layers runs/loso-seed2/univfd-layers \
         runs/loso-seed3/univfd-layers runs/loso-seed1/univfd-layers-thumbs ... [--json out.json]
 
-Each argument is one recipe's folder in an `aigi loso` output (`<fold>/eval/predictions.csv`).
+Each argument is one recipe's folder in an `aigi loso` output (`<fold>/eval/predictions.csv`), or
+one detector's `predictions.csv` from `aigi eval` on a set of sources (each source with both classes
+is a "fold"), optionally `:COLUMN` to read one expert's score from an ensemble's file:
+
+    python scripts/loso_vote.py runs/ext/photo-b16/predictions.csv:p_crops-1 runs/ext/ltd/predictions.csv
 """
 from __future__ import annotations
 
@@ -20,9 +24,28 @@ from pathlib import Path
 from sklearn.metrics import roc_auc_score
 
 
-def _predictions(path: Path) -> dict[str, tuple[int, float]]:
+def _predictions(path: Path, column: str = "prob_fake") -> dict[str, tuple[int, float]]:
     with open(path, newline="") as fh:
-        return {r["path"]: (int(r["label"]), float(r["prob_fake"])) for r in csv.DictReader(fh)}
+        return {r["path"]: (int(r["label"]), float(r[column])) for r in csv.DictReader(fh)}
+
+
+def fold_tables(run: str | Path) -> dict[str, dict[str, tuple[int, float]]]:
+    """fold → image → (label, P(fake)): a `aigi loso` recipe folder, or an `aigi eval` predictions
+    file (`FILE.csv[:COLUMN]`) whose sources with both classes are the folds."""
+    text = str(run)
+    file, _, column = text.partition(".csv:") if ".csv:" in text else (text, "", "")
+    if file != text:
+        file += ".csv"
+    if not file.endswith(".csv"):
+        return {p.parent.parent.name: _predictions(p) for p in Path(run).glob("*/eval/predictions.csv")}
+    with open(file, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if column and rows and column not in rows[0]:
+        raise SystemExit(f"{file}: no column '{column}' (has: {', '.join(rows[0])})")
+    folds: dict[str, dict[str, tuple[int, float]]] = {}
+    for r in rows:
+        folds.setdefault(r["subset"], {})[r["path"]] = (int(r["label"]), float(r[column or "prob_fake"]))
+    return {f: t for f, t in folds.items() if len({label for label, _ in t.values()}) == 2}
 
 
 def vote(runs: list[Path], weights: list[float] | None = None) -> dict:
@@ -30,13 +53,13 @@ def vote(runs: list[Path], weights: list[float] | None = None) -> dict:
     weights = weights or [1.0] * len(runs)
     if len(weights) != len(runs):
         raise SystemExit(f"{len(weights)} weights for {len(runs)} runs")
-    folds = sorted(set.intersection(*({p.parent.parent.name for p in Path(r).glob("*/eval/predictions.csv")}
-                                      for r in runs)))
+    per_run = [fold_tables(r) for r in runs]
+    folds = sorted(set.intersection(*(set(t) for t in per_run)))
     if not folds:
-        raise SystemExit("no fold is in every run (each run: <fold>/eval/predictions.csv)")
+        raise SystemExit("no fold is in every run (each run: <fold>/eval/predictions.csv, or FILE.csv[:COLUMN])")
     rows = {}
     for fold in folds:
-        tables = [_predictions(Path(r) / fold / "eval" / "predictions.csv") for r in runs]
+        tables = [t[fold] for t in per_run]
         if any(set(t) != set(tables[0]) for t in tables):
             raise SystemExit(f"fold {fold}: the runs were tested on different images")
         paths = sorted(tables[0])
@@ -50,7 +73,8 @@ def vote(runs: list[Path], weights: list[float] | None = None) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="recipe folders of `aigi loso` outputs")
+    ap.add_argument("runs", nargs="+", help="recipe folders of `aigi loso` outputs, or `aigi eval` "
+                                            "predictions files (FILE.csv[:COLUMN])")
     ap.add_argument("--weights", nargs="+", type=float, help="one per run (default: equal)")
     ap.add_argument("--json", type=Path, help="also write the table here")
     args = ap.parse_args()

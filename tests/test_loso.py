@@ -188,3 +188,19 @@ def test_the_vote_of_loso_runs_averages_each_images_score_fold_by_fold(tmp_path)
     other = run("c", {"x": [0.1, 0.2, 0.3]})
     with pytest.raises(SystemExit, match="fold x: the runs were tested on different images"):
         voting.vote([a, other])
+
+    # an `aigi eval` predictions file: its sources with both classes are the folds, a column picks an expert
+    evals = tmp_path / "ext.csv"
+    with open(evals, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "subset", "label", "prob_fake", "p_a", "p_b"])
+        for fold, pa, pb in (("x", [0.1, 0.6, 0.5, 0.9], [0.2, 0.1, 0.4, 0.3]),
+                             ("y", [0.2, 0.1, 0.8, 0.7], [0.9, 0.1, 0.3, 0.8])):
+            for i, (p1, p2) in enumerate(zip(pa, pb)):
+                w.writerow([f"/{fold}/{i}.png", fold, int(i >= 2), (p1 + p2) / 2, p1, p2])
+        w.writerow(["/reals-only/0.png", "z", 0, 0.3, 0.3, 0.3])  # one class: not a fold
+    from_file = voting.vote([f"{evals}:p_a", f"{evals}:p_b"])
+    assert from_file["folds"] == both["folds"] and set(from_file["folds"]) == {"x", "y"}
+    assert voting.vote([evals])["folds"] == both["folds"]  # prob_fake: the ensemble's own vote
+    with pytest.raises(SystemExit, match="no column 'p_c'"):
+        voting.vote([f"{evals}:p_c"])
