@@ -166,7 +166,7 @@ def test_members_on_one_frozen_tower_share_it_and_its_forward_pass(runs, tiny_da
         assert both.shape == (3, 2)
         assert both[:, 0] == pytest.approx(ens.members["clip"](pixels).tolist(), abs=1e-5)
         assert both[:, 1] == pytest.approx(ens.members["ltd"](pixels).tolist(), abs=1e-5)
-    with pytest.raises(ValueError, match="read different pixels"):
+    with pytest.raises(ValueError, match="read different towers"):
         siglip.preprocess_spec
     assert apart["vision_tower"] == sum(m.parameter_report()["vision_tower"] for m in siglip.members.values())
 
@@ -228,5 +228,6 @@ def test_the_shipped_list_says_what_the_default_vote_is_made_of():
     res = runner.invoke(app, ["detectors", "list"])
     assert res.exit_code == 0, res.output
     line = next(x for x in res.output.splitlines() if x.startswith("shipped: photo-b16"))
-    assert "a vote of 6 × univfd-layers on embedded, view crop" in line
+    # each member cuts its own view: six crop probes and three whole-picture probes
+    assert "a vote of 6 × univfd-layers on embedded, view crop + 3 × univfd-layers on embedded, view resize" in line
     assert "univfd on embedded, view resize" in res.output  # univfd-cifake, one probe

@@ -112,12 +112,39 @@ def test_an_ensemble_on_one_tower_exports_as_one_graph_and_keeps_each_members_sc
         a = np.array([p.as_record()[key] for p in ref])
         b = np.array([p.as_record()[key] for p in got])
         assert np.abs(a - b).max() < 1e-4, key
-    # members that need pixels of their own cannot share one graph: a clear refusal
-    crop = tmp_path / "crop"
-    shutil.copytree(aigi.resolve_detector(runs["univfd"]), crop)
-    config = json.loads((crop / "config.json").read_text())
-    (crop / "config.json").write_text(json.dumps({**config, "view": "crop"}))
-    EnsembleDetector.from_detectors({"resize": runs["univfd"], "crop": crop}, out=tmp_path / "mixed")
-    res = CliRunner().invoke(app, ["export", str(tmp_path / "mixed"), "-o", str(tmp_path / "m-onnx"), "--format", "onnx"])
-    assert res.exit_code == 2 and "read different pixels" in res.output
+
+    # members on one tower through two views (the shipped default's shape): one graph, both views stacked
+    def with_view(name: str, view: str) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(aigi.resolve_detector(runs["univfd"]), folder)
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "view": view}))
+        return folder
+
+    mixed = tmp_path / "mixed"
+    EnsembleDetector.from_detectors({"crop": with_view("crop", "crop"), "resize": runs["univfd"],
+                                     "crop-2": with_view("crop-2", "crop")}, out=mixed)
+    ref = aigi.load_detector(mixed).predict(files)
+    assert [str(v) for v in aigi.load_detector(mixed).input_views()] == ["crop", "resize"]
+    assert ref[0].as_record()["p_crop"] != pytest.approx(ref[0].as_record()["p_resize"])  # the views differ
+    for member, source in (("crop", tmp_path / "crop"), ("resize", runs["univfd"])):  # as each scores alone
+        alone = [p.prob_fake for p in aigi.load_detector(source).predict(files)]
+        assert [p.as_record()[f"p_{member}"] for p in ref] == pytest.approx(alone, abs=1e-5), member
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    first, bad, last = aigi.load_detector(mixed).predict([files[0], str(broken), files[1]])
+    assert bad.prob_fake is None and "broken.png" in bad.path and bad.error  # its record, the others scored
+    assert (first.prob_fake, last.prob_fake) == pytest.approx((ref[0].prob_fake, ref[1].prob_fake), abs=1e-5)
+    out = aigi.export(mixed, tmp_path / "mixed-onnx", format="onnx")
+    assert json.loads((out / "config.json").read_text())["onnx"]["views"] == ["crop", "resize"]
+    got = aigi.load_detector(out, runtime="onnxruntime").predict(files)
+    for key in ("prob_fake", "p_crop", "p_resize", "p_crop-2"):  # member order kept across the two passes
+        a = np.array([p.as_record()[key] for p in ref])
+        b = np.array([p.as_record()[key] for p in got])
+        assert np.abs(a - b).max() < 1e-4, key
+    # a member that averages several crops cannot be stacked with another view: a clear refusal
+    EnsembleDetector.from_detectors({"resize": runs["univfd"], "crops": with_view("multi", "multicrop:2")},
+                                    out=tmp_path / "multi-ens")
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "multi-ens"), "-o", str(tmp_path / "m-onnx"), "--format", "onnx"])
+    assert res.exit_code == 2 and "one of several crops" in res.output
     assert not (tmp_path / "m-onnx").exists()  # refused before anything is written

@@ -50,16 +50,19 @@ def test_univfd_on_real_clip(tmp_path, embedded_backbone):
 
 
 def test_shipped_default_detector_scores_examples():
-    """photo-b16 (docs/model-card.md: six probes voting on one tower) on the README's examples:
-    the 12 photos and the 12 CIFAKE thumbnails; the previous default stays available by name."""
+    """photo-b16 (docs/model-card.md: nine probes voting on one tower, six on a native crop and three
+    on the whole picture) on the README's examples: the 12 photos and the 12 CIFAKE thumbnails; the
+    previous default stays available by name."""
     import aigi
     from aigi.backbones.embedded import EmbeddedWeightsUnavailable
 
     root = Path(__file__).resolve().parents[1] / "examples"
     det = aigi.load_detector()
-    assert aigi.detector_info()["detector"] == "ensemble" and aigi.detector_info()["view"] == "crop"
-    assert det.member_names == ["crops-1", "crops-2", "crops-3", "thumbnails-1", "thumbnails-2", "thumbnails-3"]
-    assert all(str(m.view) == "crop" and m.calibration["method"] == "platt" for m in det.members.values())
+    assert aigi.detector_info()["detector"] == "ensemble"
+    views = {n: str(m.view) for n, m in det.members.items()}
+    assert views == {**{f"{k}-{s}": "crop" for k in ("crops", "thumbnails") for s in (1, 2, 3)},
+                     **{f"resize-{s}": "resize" for s in (1, 2, 3)}}
+    assert all(m.calibration["method"] == "platt" for m in det.members.values())
     for folder, pattern, share in (("cifake", "*.jpg", 0.75), ("photos", "*.*g", 0.7)):
         examples = sorted((root / folder).glob(pattern))
         try:

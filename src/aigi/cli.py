@@ -505,13 +505,14 @@ def detectors_list() -> None:
     typer.echo("methods: " + ", ".join(api.methods()))
     for name, folder in api.pretrained_detectors().items():
         cfg = json.loads((folder / "config.json").read_text())
-        what = f"{cfg['detector']} on {cfg['backbone']}"
+        what = f"{cfg['detector']} on {cfg['backbone']}, view {cfg.get('view', 'resize')}"
         members = (cfg.get("params") or {}).get("members") if cfg["detector"] == "ensemble" else None
-        if members:  # a vote: what its members are, counted
-            kinds = Counter("{detector} on {backbone}".format(**json.loads((folder / "members" / m / "config.json").read_text()))
-                            for m in members)
-            what = "a vote of " + ", ".join(f"{n} × {kind}" for kind, n in kinds.items())
-        typer.echo(f"shipped: {name}  ({what}, view {cfg.get('view', 'resize')}, threshold {cfg['threshold']:.3f})")
+        if members:  # a vote: what its members are, counted (each member cuts its own view)
+            kinds = Counter("{detector} on {backbone}, view {view}".format(
+                **{"view": "resize", **json.loads((folder / "members" / m / "config.json").read_text())})
+                for m in members)
+            what = "a vote of " + " + ".join(f"{n} × {kind}" for kind, n in kinds.items())
+        typer.echo(f"shipped: {name}  ({what}, threshold {cfg['threshold']:.3f})")
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from ..backbones.views import View
 from ..errors import InputError
 from .base import CONFIG_FILE, Detector, Prediction
 from .decoding import draft_side
-from .inference import ImageReader, PreparedBatch, ViewPreparer
+from .inference import ImageReader, PreparedBatch, ViewPreparer, ViewsPreparer
 from .store import load_detector_dir, resolve_detector
 
 MEMBERS_DIR = "members"
@@ -64,22 +64,42 @@ class EnsembleDetector(Detector):
         groups = pass_groups(self.members)
         return list(groups[0].values()) if len(groups) == 1 and len(groups[0]) > 1 else None
 
-    def _one_pass(self) -> list[Detector]:
-        dets = self._shared_pass()
-        if dets is None:
-            raise InputError("this ensemble's members read different pixels (towers, views or precisions): "
-                             "score it with predict(), which prepares each its own")
-        return dets
+    def view_groups(self) -> list[list[Detector]]:
+        """The members by tower pass, when one pixel tensor can carry every pass: one frozen
+        tower, precision and decoding, each view one crop. One group: ``[B, 3, S, S]`` pixels;
+        several (a native crop and the whole picture): ``[B, views, 3, S, S]``, one per group."""
+        groups = pass_groups(self.members)
+        dets = [d for g in groups for d in g.values()]
+        shared = {(d.backbone_spec, d.precision, d.decode) for d in dets}
+        if any(not d.reads_frozen_tower or d.runner is not None for d in dets) or len(shared) > 1:
+            raise InputError("this ensemble's members read different towers or precisions: score it with "
+                             "predict(), which prepares each its own")
+        if len(groups) > 1 and any(d.view.crops > 1 for d in dets):
+            raise InputError("this ensemble's members read different views, one of several crops: score it "
+                             "with predict(), which prepares each its own")
+        return [list(g.values()) for g in groups]
 
     @property
     def preprocess_spec(self):
-        """The members' pre-processing, when one tower pass serves them all."""
-        return self._one_pass()[0].preprocess_spec
+        """The members' pre-processing (their one tower's), when one pixel tensor serves them all."""
+        return self.view_groups()[0][0].preprocess_spec
+
+    def input_views(self) -> list[View]:
+        """The views stacked in :meth:`forward`'s pixels, one per tower pass."""
+        return [dets[0].view for dets in self.view_groups()]
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Every member's logit, ``[B, members]``, when one tower pass serves them all (the
-        bare forward that ``benchmarks/throughput.py`` times)."""
-        return group_logits(self._one_pass(), pixels)
+        """Every member's logit, ``[B, members]`` in member order (the bare forward that
+        ``benchmarks/throughput.py`` times and ONNX export traces): one tower pass per view
+        group, ``pixels[:, k]`` for group k when there are several (:meth:`view_groups`)."""
+        groups = self.view_groups()
+        if len(groups) == 1:
+            return group_logits(groups[0], pixels)
+        column = {}
+        for k, dets in enumerate(groups):
+            for det, logit in zip(dets, group_logits(dets, pixels[:, k]).unbind(1)):
+                column[id(det)] = logit
+        return torch.stack([column[id(self.members[n])] for n in self.member_names], dim=1)
 
     def parameter_report(self) -> dict[str, Any]:
         return summed_parameters([(m.parameter_report(), m.backbone_spec if m.reads_frozen_tower else None)
@@ -94,14 +114,22 @@ class EnsembleDetector(Detector):
     def experts(self) -> list[Detector]:
         return list(self.members.values())
 
-    def preparer(self) -> ViewPreparer | ImageReader:
-        """When one tower pass serves every member, the crops are cut and pre-processed once, in
-        the reading thread, as for one detector; otherwise each input is read once for all experts
-        (each cuts its own view from the decoded image), in draft only when every expert resizes."""
+    def preparer(self) -> ViewPreparer | ViewsPreparer | ImageReader:
+        """When one tower serves every member, the crops are cut and pre-processed once, in the
+        reading thread, as for one detector (several views: stacked, :meth:`view_groups`);
+        otherwise each input is read once for all experts (each cuts its own view from the
+        decoded image), in draft only when every expert resizes."""
         shared = self._shared_pass()
         if shared is not None:
             spec = self.runner.preprocess_spec if self.runner is not None else shared[0].preprocess_spec
             return ViewPreparer(shared[0].view, spec, shared[0].decode)  # an exported graph: the torch tower stays unloaded
+        try:
+            groups = self.view_groups()
+        except InputError:
+            groups = []
+        if len(groups) > 1:
+            spec = self.runner.preprocess_spec if self.runner is not None else groups[0][0].preprocess_spec
+            return ViewsPreparer(tuple(g[0].view for g in groups), spec, groups[0][0].decode)
         members = self.members.values()
         return ImageReader(draft_side(self.decode, not any(m.view.native for m in members),
                                       max(m.preprocess_spec.output_size for m in members)))
@@ -109,9 +137,16 @@ class EnsembleDetector(Detector):
     @torch.no_grad()
     def score_batch(self, batch: PreparedBatch) -> list[Prediction]:
         by_input: dict[int, dict[str, Prediction]] = {}
-        if isinstance(batch.pixels, torch.Tensor):  # crops prepared once for the one tower pass
-            per_member = (member_predictions(self.members, batch, self._logits(batch.pixels))  # the exported graph
-                          if self.runner is not None else score_prepared(self.members, batch))
+        if isinstance(batch.pixels, torch.Tensor):  # crops prepared once: one tower pass per view
+            if self.runner is not None:  # the exported graph
+                per_member = member_predictions(self.members, batch, self._logits(batch.pixels))
+            elif batch.pixels.dim() == 5:  # several views of each input, stacked
+                for det in self.members.values():
+                    det.eval()
+                first = self.view_groups()[0][0]  # its precision is every member's
+                per_member = member_predictions(self.members, batch, first._logits(batch.pixels, self.forward))
+            else:
+                per_member = score_prepared(self.members, batch)
             by_input = {i: {n: per_member[n][i] for n in self.member_names} for i in range(len(batch.names))}
         else:  # decoded images: each group of members cuts and scores its own
             names = [batch.names[i] for i in batch.rows]

@@ -75,6 +75,35 @@ class ViewPreparer:
 
 
 @dataclass(frozen=True)
+class ViewsPreparer:
+    """Several one-crop views of each input, pre-processed and stacked ``[N, views, 3, S, S]``:
+    the pixels of an ensemble whose members see the image differently (a native crop, the whole
+    picture) through one tower, cut once in the reading thread. An input any view cannot prepare
+    gets an error record."""
+
+    views: tuple[Any, ...]  # aigi.backbones.views.View, each cutting one crop
+    spec: Any
+    decode: str = "full"
+
+    def __call__(self, items: list[Any], names: list[str] | None = None) -> PreparedBatch:
+        read = ImageReader(draft_side(self.decode, not any(v.native for v in self.views),
+                                      self.spec.output_size))(items, names)
+        errors = dict(read.errors)
+        per_view = []
+        for view in self.views:
+            pixels, kept, failed = prepare([view.apply(image, self.spec.output_size)[0] for image in read.pixels],
+                                           self.spec)
+            for j, cause in failed.items():
+                errors.setdefault(read.rows[j], cause)
+            per_view.append(dict(zip(kept, pixels)))
+        ready = [j for j in range(len(read.rows)) if all(j in rows for rows in per_view)]
+        size = self.spec.output_size
+        stacked = (torch.stack([torch.stack([rows[j] for rows in per_view]) for j in ready]) if ready
+                   else torch.empty(0, len(self.views), 3, size, size))
+        return PreparedBatch(read.names, stacked, [read.rows[j] for j in ready], errors)
+
+
+@dataclass(frozen=True)
 class ImageReader:
     """Read each input, nothing more (an ensemble's members each cut their own view); JPEGs
     at a DCT scale keeping the short side ≥ ``min_side`` when that is set."""
@@ -120,6 +149,11 @@ class Inference:
     def preprocess_spec(self):
         """How inputs become pixels: the runner's (an exported graph's) or the tower's."""
         return self.runner.preprocess_spec if self.runner is not None else self.backbone.preprocess_spec
+
+    def input_views(self) -> list[Any]:
+        """The views in the forward pass's pixels: ``[B, 3, S, S]`` crops of one view (an
+        ensemble of several views stacks them, ``[B, views, 3, S, S]``)."""
+        return [self.view]
 
     def verdict(self, prob: float) -> str:
         return "fake" if prob >= self.threshold else "real"

@@ -1,8 +1,9 @@
 """ONNX export of a detector, and the onnxruntime runner that scores with it.
 
 The graph maps normalised pixels ``[B, 3, S, S]`` to ``logit`` and ``prob_fake`` (the stored
-calibration folded in); an ensemble whose members share one tower pass exports as one graph
-with ``[B, members]`` logits. ``--int8`` quantises its MatMul weights dynamically, per channel and
+calibration folded in); an ensemble whose members read one tower exports as one graph with
+``[B, members]`` logits, and when they see the image through several views (a native crop and
+the whole picture) its pixels stack them, ``[B, views, 3, S, S]``, one tower pass each. ``--int8`` quantises its MatMul weights dynamically, per channel and
 with a reduced (7-bit) range: the u8 × s8 kernels of x86 CPUs without VNNI saturate on full-range
 weights (the fault behind issue 13's failing CI), and 7 bits keep them exact everywhere.
 """
@@ -27,7 +28,7 @@ OPSET = 17
 
 class _Graph(nn.Module):
     """pixels → (logit, P(fake)): what an exported detector computes. An ensemble whose members
-    share one tower pass gives ``[B, members]`` logits (each member's, uncalibrated) and the vote."""
+    read one tower gives ``[B, members]`` logits (each member's, uncalibrated) and the vote."""
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
@@ -47,11 +48,13 @@ def export_onnx(detector: Any, out: Path, int8: bool = False) -> Path:
             detector.merge_for_inference()  # LoRA / MoLE bypasses folded into dense weights
         except InputError:
             pass  # nothing to merge
-    spec = detector.preprocess_spec  # an ensemble: one pass must serve all its members, else this refuses
+    spec = detector.preprocess_spec  # an ensemble: one tower must serve all its members, else this refuses
+    views = detector.input_views()
     out = Path(out)
     detector.save(out)
     graph = _Graph(detector).eval()
-    example = torch.zeros(2, 3, spec.output_size, spec.output_size)
+    size = (3, spec.output_size, spec.output_size)
+    example = torch.zeros(2, *size) if len(views) == 1 else torch.zeros(2, len(views), *size)
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)  # the fused encoder-layer kernel (LTD) has no ONNX form
     try:
@@ -61,7 +64,8 @@ def export_onnx(detector: Any, out: Path, int8: bool = False) -> Path:
     if int8:
         _quantise(out / ONNX_FILE)
     config = json.loads((out / CONFIG_FILE).read_text())
-    config["onnx"] = {"file": ONNX_FILE, "int8": int8, "opset": OPSET, "preprocess": asdict(spec)}
+    config["onnx"] = {"file": ONNX_FILE, "int8": int8, "opset": OPSET, "preprocess": asdict(spec),
+                      "views": [str(v) for v in views]}
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return out
 
