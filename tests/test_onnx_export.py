@@ -3,6 +3,7 @@ that scores like the torch modules under --runtime onnxruntime."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
