@@ -60,6 +60,20 @@ run ext-build      aigi datasets build-pool --set external --clones "$clones" --
 run ext-audit      aigi datasets audit "$pool" --external "$ext"
 run loso-vote      aigi loso "$pool" -r configs/photo-b16.yaml -o runs/loso-vote --bootstrap 200
 run loso-tables    python scripts/loso_tables.py runs/loso-vote/loso.json --ci photo-b16 --generators photo-b16 --failures photo-b16 --pool "$pool"
+# the model card's columns: the six crop probes (the recipe without its resize expert) and the resize probe per seed
+grep -v '^  resize:' configs/photo-b16.yaml > configs/photo-b16-six.yaml
+run loso-vote6     aigi loso "$pool" -r configs/photo-b16-six.yaml -o runs/loso-vote6 --bootstrap 200
+rm configs/photo-b16-six.yaml
+run loso-resize    aigi loso "$pool" -r configs/photo/univfd-layers-resize.yaml -o runs/loso-resize --bootstrap 200
+for s in 1 2 3 4; do run loso-resize-s$s aigi loso "$pool" -r configs/photo/univfd-layers-resize.yaml -o runs/loso-resize-s$s --bootstrap 0 --no-shortcut train.seed=$s; done
+run loso-vote9     python scripts/loso_vote.py runs/loso-vote6/photo-b16-six runs/loso-resize{,-s1,-s2}/univfd-layers-resize --weights 6 1 1 1
+feats=runs/feats
+for v in crop resize; do
+  run probe-pool-$v python scripts/feature_probe.py extract "$pool" --view $v --copy -o $feats/pool-$v.npz
+  run probe-ext-$v  python scripts/feature_probe.py extract "$ext" --view $v -o $feats/ext-$v.npz
+done
+run probe-views    python scripts/feature_probe.py score "$pool" "$ext" $feats/pool-crop.npz $feats/ext-crop.npz --pair $feats/pool-resize.npz $feats/ext-resize.npz --late
+run probe-mean     python scripts/feature_probe.py score "$pool" "$ext" $feats/pool-crop.npz $feats/ext-crop.npz --summary mean
 run loso-photo     aigi loso "$pool" -r configs/photo/univfd-layers.yaml -r configs/photo/univfd-layers-middle.yaml -r configs/photo/univfd-layers-thumbs.yaml -r configs/photo/univfd-layers-10ep.yaml -r configs/photo/univfd-embed.yaml -r configs/photo/univfd-layers-all.yaml -r configs/photo/univfd-layers-early.yaml -r configs/photo/univfd-no-copies.yaml -o runs/loso-final --bootstrap 200
 run loso-cands     python scripts/loso_tables.py runs/loso-final/loso.json --ci univfd-layers
 run loso-methods   aigi loso "$pool" -r configs/photo/univfd-knn.yaml -r configs/photo/ltd.yaml -o runs/loso-methods --bootstrap 200
@@ -68,6 +82,12 @@ for o in 1 2; do run loso-vote-seeds$o python scripts/loso_vote.py $(for s in $o
 run photo-train    aigi train configs/photo-b16.yaml data.train="$pool" data.exclude=examples/photos
 for r in univfd-layers univfd-layers-middle univfd-layers-thumbs univfd-layers-all univfd-embed; do run photo-$r aigi train configs/photo/$r.yaml data.train="$pool" data.exclude=examples/photos; done
 run photo-ext      aigi eval -d runs/photo-b16 -d runs/photo-univfd-layers -d runs/photo-layers-middle -d runs/photo-thumbs -d runs/photo-layers-all -d runs/photo-embed -d univfd-cifake --data "$ext" --bootstrap 200 -o runs/readme-photo-ext
+P=runs/readme-photo-ext/photo-b16/predictions.csv
+run photo-ext-six  python scripts/loso_vote.py $P:p_crops-1 $P:p_crops-2 $P:p_crops-3 $P:p_thumbnails-1 $P:p_thumbnails-2 $P:p_thumbnails-3
+run photo-ext-rsz  python scripts/loso_vote.py $P:p_resize-1
+run ltd-full       aigi train configs/photo/ltd.yaml data.train="$pool" data.exclude=examples/photos output=runs/photo-ltd
+run ltd-ext        aigi eval -d runs/photo-ltd --data "$ext" --bootstrap 0 -o runs/readme-ltd-ext
+run ltd-vote-ext   python scripts/loso_vote.py $P:p_crops-1 $P:p_crops-2 $P:p_crops-3 $P:p_thumbnails-1 $P:p_thumbnails-2 $P:p_thumbnails-3 runs/readme-ltd-ext/predictions.csv
 run photo-cifake   aigi eval -d runs/photo-b16 --data $data/test --bootstrap 200 -o runs/readme-photo-cifake
 run photo-detect   aigi detect examples/ -d runs/photo-b16
 run serve-shot     python scripts/serve_screenshot.py docs/img/serve_page.png
