@@ -61,12 +61,10 @@ run ext-audit      aigi datasets audit "$pool" --external "$ext"
 run loso-vote      aigi loso "$pool" -r configs/photo-b16.yaml -o runs/loso-vote --bootstrap 200
 run loso-tables    python scripts/loso_tables.py runs/loso-vote/loso.json --ci photo-b16 --generators photo-b16 --failures photo-b16 --pool "$pool"
 # the model card's columns: the six crop probes (the recipe without its resize expert) and the resize probe per seed
-grep -v '^  resize:' configs/photo-b16.yaml > configs/photo-b16-six.yaml
-run loso-vote6     aigi loso "$pool" -r configs/photo-b16-six.yaml -o runs/loso-vote6 --bootstrap 200
-rm configs/photo-b16-six.yaml
+run loso-vote6     aigi loso "$pool" -r configs/photo-b16-fast.yaml -o runs/loso-vote6 --bootstrap 200
 run loso-resize    aigi loso "$pool" -r configs/photo/univfd-layers-resize.yaml -o runs/loso-resize --bootstrap 200
 for s in 1 2 3 4; do run loso-resize-s$s aigi loso "$pool" -r configs/photo/univfd-layers-resize.yaml -o runs/loso-resize-s$s --bootstrap 0 --no-shortcut train.seed=$s; done
-run loso-vote9     python scripts/loso_vote.py runs/loso-vote6/photo-b16-six runs/loso-resize{,-s1,-s2}/univfd-layers-resize --weights 6 1 1 1
+run loso-vote9     python scripts/loso_vote.py runs/loso-vote6/photo-b16-fast runs/loso-resize{,-s1,-s2}/univfd-layers-resize --weights 6 1 1 1
 feats=runs/feats
 for v in crop resize; do
   run probe-pool-$v python scripts/feature_probe.py extract "$pool" --view $v --copy -o $feats/pool-$v.npz
@@ -80,6 +78,7 @@ run loso-methods   aigi loso "$pool" -r configs/photo/univfd-knn.yaml -r configs
 for s in 1 2 3 4; do run loso-seed$s aigi loso "$pool" -r configs/photo/univfd-layers.yaml -r configs/photo/univfd-layers-thumbs.yaml -o runs/loso-seed$s --bootstrap 0 --no-shortcut train.seed=$s; done
 for o in 1 2; do run loso-vote-seeds$o python scripts/loso_vote.py $(for s in $o $((o+1)) $((o+2)); do echo runs/loso-seed$s/univfd-layers runs/loso-seed$s/univfd-layers-thumbs; done); done
 run photo-train    aigi train configs/photo-b16.yaml data.train="$pool" data.exclude=examples/photos
+run photo-fast     aigi train configs/photo-b16-fast.yaml data.train="$pool" data.exclude=examples/photos
 for r in univfd-layers univfd-layers-middle univfd-layers-thumbs univfd-layers-all univfd-embed; do run photo-$r aigi train configs/photo/$r.yaml data.train="$pool" data.exclude=examples/photos; done
 run photo-ext      aigi eval -d runs/photo-b16 -d runs/photo-univfd-layers -d runs/photo-layers-middle -d runs/photo-thumbs -d runs/photo-layers-all -d runs/photo-embed -d univfd-cifake --data "$ext" --bootstrap 200 -o runs/readme-photo-ext
 P=runs/readme-photo-ext/photo-b16/predictions.csv

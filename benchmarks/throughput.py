@@ -87,7 +87,8 @@ def child_ceiling(n: int, repeats: int, detector: str, batch_size: int, precisio
 
     model = aigi.load_detector(detector, precision=precision)
     size = model.preprocess_spec.output_size
-    pixels = torch.randn(batch_size, 3, size, size)
+    views = len(model.input_views())  # an ensemble of several views takes them stacked, one pass each
+    pixels = torch.randn(batch_size, 3, size, size) if views == 1 else torch.randn(batch_size, views, 3, size, size)
     with torch.inference_mode(), autocast(precision, torch.device("cpu")):
         model(pixels)
         times = []

@@ -231,3 +231,17 @@ def test_the_shipped_list_says_what_the_default_vote_is_made_of():
     # each member cuts its own view: six crop probes and three whole-picture probes
     assert "a vote of 6 × univfd-layers on embedded, view crop + 3 × univfd-layers on embedded, view resize" in line
     assert "univfd on embedded, view resize" in res.output  # univfd-cifake, one probe
+    fast = next(x for x in res.output.splitlines() if x.startswith("shipped: photo-b16-fast"))
+    assert "a vote of 6 × univfd-layers on embedded, view crop, threshold" in fast  # one tower pass
+
+
+def test_the_fast_vote_is_the_defaults_crop_probes_byte_for_byte():
+    """photo-b16-fast is photo-b16 less its whole-picture probes: the same files, so the two never drift."""
+    shipped = aigi.pretrained_detectors()
+    default, fast = (json.loads((shipped[n] / "config.json").read_text()) for n in ("photo-b16", "photo-b16-fast"))
+    crops = [m for m in default["params"]["members"] if not m.startswith("resize-")]
+    assert fast["params"]["members"] == crops and len(crops) == 6
+    for member in crops:
+        for file in ("config.json", "model.safetensors"):
+            a = (shipped["photo-b16"] / "members" / member / file).read_bytes()
+            assert a == (shipped["photo-b16-fast"] / "members" / member / file).read_bytes(), (member, file)
