@@ -3,9 +3,10 @@
 The graph maps normalised pixels ``[B, 3, S, S]`` to ``logit`` and ``prob_fake`` (the stored
 calibration folded in); an ensemble whose members read one tower exports as one graph with
 ``[B, members]`` logits, and when they see the image through several views (a native crop and
-the whole picture) its pixels stack them, ``[B, views, 3, S, S]``, one tower pass each. ``--int8`` quantises its MatMul weights dynamically, per channel and
-with a reduced (7-bit) range: the u8 × s8 kernels of x86 CPUs without VNNI saturate on full-range
-weights (the fault behind issue 13's failing CI), and 7 bits keep them exact everywhere.
+the whole picture) its pixels stack them, ``[B, views, 3, S, S]``, one tower pass each.
+``--int8`` quantises its MatMul weights dynamically, per channel and with a reduced (7-bit)
+range: the u8 × s8 kernels of x86 CPUs without VNNI saturate on full-range weights (the fault
+behind issue 13's failing CI), and 7 bits keep them exact everywhere.
 """
 from __future__ import annotations
 
