@@ -30,8 +30,9 @@ def _extract(args: argparse.Namespace) -> None:
     from aigi.data.io import ImageReadError, read_image
 
     rows = list(csv.DictReader(open(args.pool / "pool.csv")))
-    tower = load_backbone("embedded", "cpu", torch.bfloat16).freeze()
+    tower = load_backbone(args.backbone, "cpu", torch.bfloat16).freeze()
     view, copies = View.parse(args.view), FixedCopies(n=1, keep_original=False)
+    size = tower.preprocess_spec.output_size
 
     def load(row: dict) -> object:
         try:
@@ -39,7 +40,7 @@ def _extract(args: argparse.Namespace) -> None:
         except ImageReadError as exc:
             print(f"skipped {row['path']}: {exc}")
             return None
-        return view.apply(copies.copy(image, row["sha256"], 0) if args.copy else image, 224)[0]
+        return view.apply(copies.copy(image, row["sha256"], 0) if args.copy else image, size)[0]
 
     cls, mean, kept = [], [], []
     with ThreadPoolExecutor(2) as pool:
@@ -81,7 +82,7 @@ def _features(file: Path, root: Path, summary: str, blocks: list[int]) -> tuple[
     return x, np.array([r["label"] == "fake" for r in rows], int), np.array([r["source"] for r in rows])
 
 
-def _score(args: argparse.Namespace) -> None:
+def _score(args: argparse.Namespace) -> dict[str, list[float]]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
@@ -101,17 +102,20 @@ def _score(args: argparse.Namespace) -> None:
         logits.append(("late (sum)", sum(s for _, s in logits)))
     folds = [s for s in sorted(set(sources)) if len(set(labels[sources == s])) == 2]
     print("probe".ljust(24) + "".join(f"{f[:12]:>13}" for f in folds) + "         mean")
+    table = {}
     for name, s in logits:
-        aucs = [roc_auc_score(labels[sources == f], s[sources == f]) for f in folds]
-        print(name.ljust(24) + "".join(f"{a:13.3f}" for a in aucs) + f"{np.mean(aucs):13.3f}")
+        table[name] = [roc_auc_score(labels[sources == f], s[sources == f]) for f in folds]
+        print(name.ljust(24) + "".join(f"{a:13.3f}" for a in table[name]) + f"{np.mean(table[name]):13.3f}")
+    return table
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("extract", help="per-block CLS and patch-token means of a built pool")
     ex.add_argument("pool", type=Path, help="a folder from `aigi datasets build-pool` (its pool.csv)")
     ex.add_argument("--view", default="crop")
+    ex.add_argument("--backbone", default="embedded", help="a tower spec (the photo recipes: embedded)")
     ex.add_argument("--copy", action="store_true", help="the first training copy, as the photo recipes")
     ex.add_argument("--batch-size", type=int, default=32)
     ex.add_argument("-o", "--out", type=Path, required=True)
@@ -126,7 +130,11 @@ def main() -> None:
     sc.add_argument("--summary", choices=("cls", "mean", "both"), default="cls")
     sc.add_argument("--blocks", default="6-11", help="first-last block, 0-based")
     sc.add_argument("-c", type=float, default=1.0, help="inverse L2 strength")
-    args = ap.parse_args()
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     (_extract if args.command == "extract" else _score)(args)
 
 

@@ -204,3 +204,52 @@ def test_the_vote_of_loso_runs_averages_each_images_score_fold_by_fold(tmp_path)
     assert voting.vote([evals])["folds"] == both["folds"]  # prob_fake: the ensemble's own vote
     with pytest.raises(SystemExit, match="no column 'p_c'"):
         voting.vote([f"{evals}:p_c"])
+
+
+def test_the_feature_probe_reads_each_view_and_scores_each_external_source(tmp_path, capsys):
+    """scripts/feature_probe.py on a tiny random tower: per-block CLS and patch means of every
+    readable image, a probe per view, AUC per external source with both classes, and their sum."""
+    import hashlib
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "feature_probe.py"
+    spec = importlib.util.spec_from_file_location("feature_probe", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+
+    rng = np.random.default_rng(0)
+
+    def build(root: Path, sources: dict[str, tuple[int, int]]) -> Path:
+        rows = ["path,label,source,generator,repo,commit,repo_path,sha256"]
+        for source, (reals, fakes) in sources.items():
+            for label, n, folder in ((0, reals, "0_real"), (1, fakes, "1_fake")):
+                for i in range(n):
+                    file = root / source / folder / f"{i}.png"
+                    file.parent.mkdir(parents=True, exist_ok=True)
+                    make_image(label, rng).save(file)
+                    sha = hashlib.sha256(file.read_bytes()).hexdigest()
+                    rows.append(f"{source}/{folder}/{i}.png,{('real', 'fake')[label]},{source},,,,,{sha}")
+        (root / "pool.csv").write_text("\n".join(rows) + "\n")
+        return root
+
+    pool = build(tmp_path / "pool", {"a": (8, 8), "b": (0, 8), "c": (8, 0)})
+    ext = build(tmp_path / "ext", {"x": (6, 6), "y": (5, 5), "reals": (4, 0)})
+    (ext / "x" / "0_real" / "broken.png").write_bytes(b"not an image")  # listed: skipped, named
+    with open(ext / "pool.csv", "a") as fh:
+        fh.write("x/0_real/broken.png,real,x,,,,,00\n")
+    feats = tmp_path / "feats"
+    for name, root, view, copy in (("pool-crop", pool, "crop", ["--copy"]), ("pool-resize", pool, "resize", ["--copy"]),
+                                   ("ext-crop", ext, "crop", []), ("ext-resize", ext, "resize", [])):
+        probe.main(["extract", str(root), "--view", view, "--backbone", "random:tiny-clip", *copy,
+                    "-o", str(feats / f"{name}.npz")])
+    assert "skipped x/0_real/broken.png" in capsys.readouterr().out
+    z = np.load(feats / "ext-crop.npz")
+    assert len(z["path"]) == 26 and z["cls"].shape == z["mean"].shape and len(z["cls"]) == 26  # 6+6+5+5+4 readable
+    assert not np.allclose(z["cls"], np.load(feats / "ext-resize.npz")["cls"])  # the views differ
+    args = probe.parser().parse_args(["score", str(pool), str(ext), str(feats / "pool-crop.npz"),
+                                      str(feats / "ext-crop.npz"), "--pair", str(feats / "pool-resize.npz"),
+                                      str(feats / "ext-resize.npz"), "--late", "--blocks", "0-1"])
+    table = probe._score(args)
+    assert list(table) == ["pool-crop", "pool-resize", "late (sum)"]
+    assert all(len(aucs) == 2 and all(0.0 <= a <= 1.0 for a in aucs) for aucs in table.values())  # x, y
+    assert min(table["pool-crop"]) > 0.5  # the test images' classes differ in their pixels
