@@ -71,15 +71,17 @@ def _blocks(text: str) -> list[int]:
     return list(range(int(lo), int(hi or lo) + 1))
 
 
-def _features(file: Path, root: Path, summary: str, blocks: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(X, labels, sources): each block's summary layer-normalised (as univfd-layers does), concatenated."""
+def _features(file: Path, root: Path, summary: str,
+              blocks: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(X, labels, sources, paths): each block's summary layer-normalised (as univfd-layers does),
+    concatenated."""
     z = np.load(file)
     meta = {r["path"]: r for r in csv.DictReader(open(root / "pool.csv"))}
     rows = [meta[str(p)] for p in z["path"]]
     parts = [z[s].astype(np.float32)[:, blocks] for s in (("cls", "mean") if summary == "both" else (summary,))]
     parts = [(x - x.mean(-1, keepdims=True)) / (x.std(-1, keepdims=True) + 1e-5) for x in parts]
     x = np.concatenate(parts, 1).reshape(len(rows), -1)
-    return x, np.array([r["label"] == "fake" for r in rows], int), np.array([r["source"] for r in rows])
+    return x, np.array([r["label"] == "fake" for r in rows], int), np.array([r["source"] for r in rows]), z["path"]
 
 
 def _score(args: argparse.Namespace) -> dict[str, list[float]]:
@@ -89,10 +91,9 @@ def _score(args: argparse.Namespace) -> dict[str, list[float]]:
     pairs = [(args.pool_features, args.ext_features), *[tuple(map(Path, p)) for p in args.pair or []]]
     logits, labels, sources, paths = [], None, None, None
     for pool_file, ext_file in pairs:
-        x, y, _ = _features(pool_file, args.pool, args.summary, _blocks(args.blocks))
-        xe, ye, se = _features(ext_file, args.ext, args.summary, _blocks(args.blocks))
-        order = np.load(ext_file)["path"]
-        if paths is not None and not (order == paths).all():
+        x, y, _, _ = _features(pool_file, args.pool, args.summary, _blocks(args.blocks))
+        xe, ye, se, order = _features(ext_file, args.ext, args.summary, _blocks(args.blocks))
+        if paths is not None and not np.array_equal(order, paths):
             raise SystemExit(f"{ext_file}: not the images of {pairs[0][1]} in the same order")
         paths, labels, sources = order, ye, se
         weight = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))  # classes drawn equally, as the recipes

@@ -33,9 +33,8 @@ def fold_tables(run: str | Path) -> dict[str, dict[str, tuple[int, float]]]:
     """fold → image → (label, P(fake)): a `aigi loso` recipe folder, or an `aigi eval` predictions
     file (`FILE.csv[:COLUMN]`) whose sources with both classes are the folds."""
     text = str(run)
-    file, _, column = text.partition(".csv:") if ".csv:" in text else (text, "", "")
-    if file != text:
-        file += ".csv"
+    file, named, column = text.partition(".csv:")
+    file = file + ".csv" if named else text
     if not file.endswith(".csv"):
         return {p.parent.parent.name: _predictions(p) for p in Path(run).glob("*/eval/predictions.csv")}
     with open(file, newline="") as fh:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -58,11 +58,6 @@ class EnsembleDetector(Detector):
 
     def cache_point(self) -> str | None:
         return None
-
-    def _shared_pass(self) -> list[Detector] | None:
-        """The members, when one tower pass serves them all (one frozen tower, view and precision)."""
-        groups = pass_groups(self.members)
-        return list(groups[0].values()) if len(groups) == 1 and len(groups[0]) > 1 else None
 
     def view_groups(self) -> list[list[Detector]]:
         """The members by tower pass, when one pixel tensor can carry every pass: one frozen
@@ -119,17 +114,16 @@ class EnsembleDetector(Detector):
         reading thread, as for one detector (several views: stacked, :meth:`view_groups`);
         otherwise each input is read once for all experts (each cuts its own view from the
         decoded image), in draft only when every expert resizes."""
-        shared = self._shared_pass()
-        if shared is not None:
-            spec = self.runner.preprocess_spec if self.runner is not None else shared[0].preprocess_spec
-            return ViewPreparer(shared[0].view, spec, shared[0].decode)  # an exported graph: the torch tower stays unloaded
         try:
             groups = self.view_groups()
-        except InputError:
+        except InputError:  # towers or precisions of their own
             groups = []
-        if len(groups) > 1:
-            spec = self.runner.preprocess_spec if self.runner is not None else groups[0][0].preprocess_spec
-            return ViewsPreparer(tuple(g[0].view for g in groups), spec, groups[0][0].decode)
+        if len(groups) > 1 or (groups and len(groups[0]) > 1):
+            lead = groups[0][0]  # an exported graph: the torch tower stays unloaded
+            spec = self.runner.preprocess_spec if self.runner is not None else lead.preprocess_spec
+            if len(groups) == 1:
+                return ViewPreparer(lead.view, spec, lead.decode)
+            return ViewsPreparer(tuple(g[0].view for g in groups), spec, lead.decode)
         members = self.members.values()
         return ImageReader(draft_side(self.decode, not any(m.view.native for m in members),
                                       max(m.preprocess_spec.output_size for m in members)))
@@ -138,15 +132,8 @@ class EnsembleDetector(Detector):
     def score_batch(self, batch: PreparedBatch) -> list[Prediction]:
         by_input: dict[int, dict[str, Prediction]] = {}
         if isinstance(batch.pixels, torch.Tensor):  # crops prepared once: one tower pass per view
-            if self.runner is not None:  # the exported graph
-                per_member = member_predictions(self.members, batch, self._logits(batch.pixels))
-            elif batch.pixels.dim() == 5:  # several views of each input, stacked
-                for det in self.members.values():
-                    det.eval()
-                first = self.view_groups()[0][0]  # its precision is every member's
-                per_member = member_predictions(self.members, batch, first._logits(batch.pixels, self.forward))
-            else:
-                per_member = score_prepared(self.members, batch)
+            per_member = (member_predictions(self.members, batch, self._logits(batch.pixels))  # the exported graph
+                          if self.runner is not None else score_prepared(self.members, batch, self.forward))
             by_input = {i: {n: per_member[n][i] for n in self.member_names} for i in range(len(batch.names))}
         else:  # decoded images: each group of members cuts and scores its own
             names = [batch.names[i] for i in batch.rows]
@@ -270,12 +257,15 @@ def score_group(group: dict[str, Detector], images: list[Any], names: list[str])
     return score_prepared(group, next(iter(group.values())).prepare_batch(images, names))
 
 
-def score_prepared(group: dict[str, Detector], prepared: PreparedBatch) -> dict[str, list[Prediction]]:
-    """Each member's records for crops prepared once for the group's one tower pass."""
+def score_prepared(group: dict[str, Detector], prepared: PreparedBatch,
+                   forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, list[Prediction]]:
+    """Each member's records for crops prepared once for the group's tower pass: ``forward``
+    gives ``[B, members]`` logits (by default :func:`group_logits`; an ensemble of several views:
+    its own forward), run at the members' one precision."""
     dets = list(group.values())
     for det in dets:
         det.eval()
-    return member_predictions(group, prepared, dets[0]._logits(prepared.pixels, partial(group_logits, dets)))
+    return member_predictions(group, prepared, dets[0]._logits(prepared.pixels, forward or partial(group_logits, dets)))
 
 
 def member_predictions(members: dict[str, Detector], prepared: PreparedBatch, rows: list[Any]) -> dict[str, list[Prediction]]:
