@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import aigi
 from aigi.cli import app
+from aigi.errors import InputError
 
 runner = CliRunner()
 
@@ -170,6 +171,10 @@ def test_python_api_covers_every_command(run_dir, tiny_data, tmp_path):
     assert aigi.export(run_dir, tmp_path / "exp").joinpath("config.json").is_file()
     cal = aigi.calibrate(tmp_path / "exp", tiny_data / "val", method="temperature")
     assert cal["calibration"]["method"] == "temperature"
+    points = aigi.operating_points(tmp_path / "exp")  # reset on the calibrated P(fake)s: the old ones no longer hold
+    assert points["source"] == str(tiny_data / "val") and points["n_real"] == 8
+    with pytest.raises(InputError, match="univfd-cifake is a shipped detector"):
+        aigi.calibrate("univfd-cifake", tiny_data / "val")
 
 
 def test_clashing_detector_labels_take_their_parent_folder(tmp_path):

@@ -58,6 +58,7 @@ def test_build_detect_and_breakdown(runs, tiny_data, tmp_path):
     try:
         files = sorted((tiny_data / "test").rglob("*.png"))[:5]
         det = aigi.load_detector(out)
+        assert det.metadata["operating_points"]["source"] == str(tiny_data / "val")
         preds = det.predict([str(f) for f in files])
         for p in preds:
             experts = [p.extra["p_clip"], p.extra["p_siglip"], p.extra["p_ltd"]]
@@ -207,6 +208,8 @@ def test_a_bagged_recipe_trains_heads_that_differ_and_scores_with_one_tower_pass
     assert splits[0] != splits[1]  # so the vote's threshold was tuned on both splits, each image out of bag
     validation = json.loads((tmp_path / "bag" / "metrics.json").read_text())["validation"]["ensemble"]
     assert validation["n"] == len(splits[0] | splits[1])
+    points = det.metadata["operating_points"]  # set on the same out-of-bag votes as the threshold
+    assert points["source"] == "out-of-bag validation votes" and points["n_real"] + points["n_fake"] == validation["n"]
     assert det.metadata["trained_on"] == str(tiny_data / "train")  # both experts say so
     preds = det.predict([str(f) for f in sorted((tiny_data / "test").rglob("*.png"))[:4]])
     assert all(p.prob_fake == pytest.approx((p.extra["p_probe-1"] + p.extra["p_probe-2"]) / 2, abs=1e-6) for p in preds)

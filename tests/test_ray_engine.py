@@ -50,10 +50,15 @@ def test_ray_scores_what_detect_scores_and_resumes(tiny_data, tiny_run, tmp_path
         else:
             assert r["prob_fake"] is None and r["error"] == p.error
         assert r["detector"] == str(tiny_run) and r["precision"] == "fp32" and r["runtime"] == "torch"
+        assert r["threshold"] == aigi.detector_info(tiny_run)["threshold"]
 
     again = aigi.api.detect_scaled(files, tiny_run, out, engine="ray", actors=2)
     assert again == {"scored": 0, "fake": 0, "real": 0, "error": 0, "already": len(files)}
     assert len(pq.read_table(out)) == len(files)
+
+    strict = aigi.api.detect_scaled(files, tiny_run, tmp_path / "strict", engine="ray", threshold=1.5)
+    assert strict["fake"] == 0 and strict["real"] == len(files) - 2  # nothing reaches P(fake) 1.5
+    assert {r["threshold"] for r in pq.read_table(tmp_path / "strict").to_pylist()} == {1.5}
 
 
 def test_a_torn_output_file_is_set_aside_and_its_images_scored_again(tmp_path):

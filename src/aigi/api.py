@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # importing this module stays light: torch loads on first use
 
 __all__ = ["load_detector", "pretrained_detectors", "resolve_detector", "detector_info", "methods", "find_images",
            "detect", "train", "describe", "evaluate", "compare", "robustness", "robustness_report", "degrade",
-           "degradations", "contact_sheet", "ensemble", "calibrate", "export", "backbones", "prepare_backbone",
+           "degradations", "contact_sheet", "ensemble", "calibrate", "operating_points", "export", "backbones", "prepare_backbone",
            "suites", "check_dataset", "serve", "build_pool", "pool_manifest", "audit_pool", "loso", "Comparison"]
 
 ProgressFactory = Callable[[int, str], Any]  # (total, description) → object with update(n) and close()
@@ -130,7 +130,8 @@ def default_batch_size(device: str) -> int:
 def detect(paths: Iterable[str | Path], detector: Detector | str | Path | None = None, out: str | Path | None = None,
            batch_size: int | None = None, retry_errors: bool = False, device: str = "cpu",
            progress: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None,
-           precision: str | None = None, runtime: str = "torch", decode: str = "full") -> Iterator[Prediction]:
+           precision: str | None = None, runtime: str = "torch", decode: str = "full", threshold: float | None = None,
+           max_fpr: float | str | None = None) -> Iterator[Prediction]:
     """Score image files, yielding a prediction per file. With ``out`` (.jsonl / .csv) every
     batch is appended as it comes, a rerun skips what is already there (the detector is not
     even loaded when nothing is left), and the file keeps one record per image
@@ -140,14 +141,33 @@ def detect(paths: Iterable[str | Path], detector: Detector | str | Path | None =
     path is left to score. ``precision`` defaults to ``$AIGI_PRECISION``, else ``auto`` (bf16 where
     the CPU or GPU computes it natively, else fp32; :mod:`aigi.detectors.precision`).
     ``decode="draft"`` decodes large JPEGs at a DCT scale when the
-    detector's view resizes them anyway (faster; pixels differ slightly; named in the records)."""
+    detector's view resizes them anyway (faster; pixels differ slightly; named in the records).
+    ``threshold`` replaces the detector's own; ``max_fpr`` (0.01 or "1%") takes the stored operating
+    point that flags at most that share of validation reals (:func:`operating_points`); either is
+    named in every record."""
     from .scoring import run_detect
 
     precision = _scoring_options(device, precision, runtime, decode)  # the batch size: in run_detect
+    chosen = scoring_threshold(detector, threshold, max_fpr)
     yield from run_detect(lambda: _detector(detector, device, precision, runtime, decode), (Path(p) for p in paths),
                           out=Path(out) if out else None,
                           batch_size=default_batch_size(device) if batch_size is None else batch_size,
-                          retry_errors=retry_errors, progress=progress, log=log)
+                          retry_errors=retry_errors, progress=progress, log=log, threshold=chosen)
+
+
+def scoring_threshold(detector: Detector | str | Path | None, threshold: float | None = None,
+                      max_fpr: float | str | None = None) -> float | None:
+    """The threshold a scoring run should use instead of the detector's own (None: its own),
+    checked before any work: a budget the detector has no operating point for is a one-line error."""
+    from .detectors.operating import threshold_for
+
+    if threshold is None and max_fpr is None:
+        return None
+    if isinstance(detector, (str, Path)) or detector is None:
+        config, where = detector_info(detector), str(detector or "default")
+    else:
+        config, where = {"threshold": detector.threshold, "metadata": detector.metadata}, detector.name
+    return threshold_for(config, where, threshold, max_fpr)[0]
 
 
 def _scoring_options(device: str, precision: str | None, runtime: str, decode: str) -> str:
@@ -176,19 +196,22 @@ def check_engine(name: str) -> None:
 def detect_scaled(paths: Sequence[str | Path], detector: str | Path | None = None, out: str | Path = "results",
                   engine: str = "ray", batch_size: int | None = None, address: str | None = None, actors: int = 1,
                   device: str = "cpu", precision: str | None = None, runtime: str = "torch", decode: str = "full",
+                  threshold: float | None = None, max_fpr: float | str | None = None,
                   log: Callable[[str], None] | None = None) -> dict[str, int]:
     """Score ``paths`` on a scale-out engine (``ray``: Ray Data, :mod:`aigi.engines.ray_data`)
     into a folder of Parquet files; a rerun with the same ``out`` scores only what is missing.
     ``batch_size``: paths per decode task and per forward pass (default 16). Returns counts:
-    scored (now), fake, real, error, already (in ``out`` before)."""
+    scored (now), fake, real, error, already (in ``out`` before). ``threshold`` / ``max_fpr``: as
+    for :func:`detect`; the threshold each verdict used is a column."""
     from .registry import ENGINES
 
     precision = _scoring_options(device, precision, runtime, decode)
     check_engine(engine)
+    chosen = scoring_threshold(detector, threshold, max_fpr)
     return ENGINES.get(engine)([Path(p) for p in paths], None if detector is None else str(detector), out,
                                batch_size=16 if batch_size is None else batch_size, address=address,
                                actors=actors, device=device, precision=precision, runtime=runtime,
-                               decode=decode, log=log or (lambda m: None))
+                               decode=decode, threshold=chosen, log=log or (lambda m: None))
 
 
 def detector_info(name_or_path: str | Path | None = None) -> dict:
@@ -422,11 +445,15 @@ def ensemble(members: dict[str, str | Path], out: str | Path, weights: Sequence[
 
     det = EnsembleDetector.from_detectors(members, weights=list(weights) if weights else None, out=out)
     if val:
+        from .detectors.operating import KEY as OPERATING_KEY
+        from .detectors.operating import operating_points
         from .eval.metrics import tune_threshold
         from .eval.runner import evaluate as run_eval
 
-        det.threshold = tune_threshold(*run_eval(det, _dataset(val)).scores())
+        labels, probs = run_eval(det, _dataset(val)).scores()
+        det.threshold = tune_threshold(labels, probs)
         det.metadata["threshold_source"] = f"validation: {val}"
+        det.metadata[OPERATING_KEY] = operating_points(labels, probs, str(val))
         det.save(out)
     return det
 
@@ -437,11 +464,14 @@ def calibrate(name_or_path: str | Path, data: str | Path, method: str = "tempera
     threshold there, and save the detector (in place, or to ``out``)."""
     from .data.datasets import load_dataset
     from .detectors.calibration import fit
+    from .detectors.operating import KEY as OPERATING_KEY
+    from .detectors.operating import operating_points
     from .detectors.store import load_detector_dir
     from .eval.metrics import expected_calibration_error, tune_threshold
     from .eval.runner import detector_logits
 
     folder = resolve_detector(name_or_path)
+    target = _save_target(name_or_path, folder, out)
     det = load_detector_dir(folder)
     logits, labels = detector_logits(det, load_dataset(data, subset_depth=subset_depth), cache_root=cache_dir)
     det.calibration = None
@@ -450,9 +480,57 @@ def calibrate(name_or_path: str | Path, data: str | Path, method: str = "tempera
     probs = det.to_probability(logits)
     det.threshold = tune_threshold(labels.int().tolist(), probs.tolist())
     det.metadata["calibrated_on"] = str(data)
-    det.save(out or folder)
+    det.metadata[OPERATING_KEY] = operating_points(labels.int().tolist(), probs.tolist(), str(data))  # new P(fake)s
+    det.save(target)
     return {"calibration": det.calibration, "threshold": det.threshold, "ece_before": before,
-            "ece_after": expected_calibration_error(labels.tolist(), probs.tolist()), "saved": str(out or folder)}
+            "ece_after": expected_calibration_error(labels.tolist(), probs.tolist()), "saved": str(target)}
+
+
+def _save_target(name_or_path: str | Path, folder: Path, out: str | Path | None) -> Path:
+    """Where a changed detector goes: ``out``, else in place; a shipped one is part of the
+    installed package (shared by every user, replaced on upgrade), so it needs ``out``."""
+    from .detectors.folders import is_shipped
+
+    if out is not None:
+        return Path(out)
+    if is_shipped(folder):
+        raise InputError(f"{name_or_path} is a shipped detector, part of the installed package: give --out FOLDER "
+                         "for the changed copy")
+    return folder
+
+
+def operating_points(name_or_path: str | Path | None = None, data: str | Path | None = None,
+                     reals: str | Path | None = None, out: str | Path | None = None, subset_depth: int = 1,
+                     cache_dir: str | Path | None = None, device: str = "cpu") -> dict:
+    """A detector's operating points: thresholds that flag at most 0.1 %, 0.5 %, 1 %, 2 %, 5 %,
+    10 % and 20 % of real images (:mod:`aigi.detectors.operating`). With neither ``data`` (labelled:
+    0_real/1_fake folders or a manifest) nor ``reals`` (every image under it is a genuine photo),
+    the stored table; with one of them, the table set on those images, saved with the detector
+    (in place, or to ``out``)."""
+    from .detectors.operating import KEY, require_points
+    from .detectors.operating import operating_points as table_of
+    from .eval.runner import evaluate as run_eval
+
+    folder = resolve_detector(name_or_path)
+    if data is None and reals is None:
+        return detector_info(name_or_path).get("metadata", {}).get(KEY) or {}
+    if data is not None and reals is not None:
+        raise InputError("give labelled --data or a folder of --reals, not both")
+    target = _save_target(name_or_path, folder, out)
+    if reals is not None:
+        from .data.datasets import ImageDataset, Sample
+
+        files, problems, _ = find_images([reals])
+        if not files:
+            raise InputError(f"{reals}: no images found" + (f" ({problems[0][1]})" if problems else ""))
+        ds = ImageDataset(Path(reals).name, [Sample(Path(f), 0, "reals") for f in files])
+    else:
+        ds = _dataset(data, subset_depth=subset_depth)
+    det = load_detector(folder, device=device)
+    labels, probs = run_eval(det, ds, cache_root=cache_dir).scores()
+    det.metadata[KEY] = require_points(table_of(labels, probs, str(reals if reals is not None else data)))
+    det.save(target)
+    return det.metadata[KEY]
 
 
 def export(name_or_path: str | Path, out: str | Path, merge_shared: bool = False, format: str = "safetensors",
@@ -476,16 +554,20 @@ def export(name_or_path: str | Path, out: str | Path, merge_shared: bool = False
     return det.save(out)
 
 
-def serve(detector: str | None = None, host: str = "127.0.0.1", port: int = 8000, **settings: Any) -> None:
+def serve(detector: str | None = None, host: str = "127.0.0.1", port: int = 8000, threshold: float | None = None,
+          max_fpr: float | str | None = None, **settings: Any) -> None:
     """Run the HTTP API and web page (``pip install "aigi[serve]"``) until interrupted; other
-    settings (limits, batching, API key) as :class:`aigi.serve.settings.ServeSettings`."""
+    settings (limits, batching, API key) as :class:`aigi.serve.settings.ServeSettings`.
+    ``threshold`` / ``max_fpr`` set the service's verdicts as for :func:`detect` (a request may
+    still ask for its own)."""
     try:
         from .serve.app import serve as run
     except ImportError as exc:
         raise InputError(f"aigi serve needs its extra: pip install \"aigi[serve]\" ({exc.name} is missing)") from None
     from .serve.settings import ServeSettings
 
-    run(ServeSettings.with_environment(detector=detector, host=host, port=port, **settings))
+    chosen = scoring_threshold(detector, threshold, max_fpr)  # a bad budget fails before the server starts
+    run(ServeSettings.with_environment(detector=detector, host=host, port=port, threshold=chosen, **settings))
 
 
 # ---- backbones and data -------------------------------------------------------------

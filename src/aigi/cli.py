@@ -108,13 +108,19 @@ def detect(
                                "with --device cuda)."),
     experts: bool = typer.Option(False, "--experts", help="Also print each expert's P(fake) beside an ensemble's "
                                  "vote (a results file always keeps them)."),
+    threshold: Optional[float] = typer.Option(None, help="Call an image fake at this P(fake) or above, instead of "
+                                              "the detector's own threshold."),
+    max_fpr: Optional[str] = typer.Option(None, "--max-fpr", help="Flag at most this share of real photos (0.01 or "
+                                          "1%%): the stored operating point set on validation reals (aigi "
+                                          "operating-points DETECTOR lists them)."),
 ) -> None:
     """Score images: P(fake) and a verdict per file."""
     with _errors():
-        threshold = api.detector_info(detector)["threshold"]  # fails early on a bad name, loads nothing
+        threshold = api.scoring_threshold(detector, threshold, max_fpr)  # a bad budget fails here, loading nothing
+        shown = api.detector_info(detector)["threshold"] if threshold is None else threshold
         if engine != "local":
             _detect_scaled(engine, paths, detector, out, batch_size, retry_errors, ray_address, actors, device,
-                           precision, runtime, threshold, decode)
+                           precision, runtime, threshold, shown, decode)
             return
         if paths == ["-"]:  # a stream: paths are scored as they arrive; the total is unknown
             files, skipped = (line.strip() for line in sys.stdin if line.strip()), {}
@@ -128,7 +134,7 @@ def detect(
         counts = {"fake": 0, "real": 0, "error": 0}
         for pred in api.detect(files, detector, out=out, batch_size=batch_size, retry_errors=retry_errors,
                                device=device, progress=bar.update, log=lambda m: bar.write(f"note: {m}", file=sys.stderr),
-                               precision=precision, runtime=runtime, decode=decode):
+                               precision=precision, runtime=runtime, decode=decode, threshold=threshold):
             counts[pred.verdict or "error"] += 1
             if out is None:
                 if pred.error:
@@ -143,12 +149,12 @@ def detect(
             summary += f"; {len(files) - done} already in {out}"
         if skipped:
             summary += "; skipped in folders: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
-        typer.echo(summary + f" (threshold {threshold:.3f})", err=True)
+        typer.echo(summary + f" (threshold {shown:.3f})", err=True)
 
 
 def _detect_scaled(engine: str, paths: list[str], detector: str | None, out: Path | None, batch_size: int | None,
                    retry_errors: bool, address: str | None, actors: int, device: str, precision: str | None, runtime: str,
-                   threshold: float, decode: str) -> None:
+                   threshold: float | None, shown: float, decode: str) -> None:
     api.check_engine(engine)  # an unknown engine fails here, naming the known ones
     if out is None:
         _fail(f"--engine {engine} writes its results to a folder: give one with --out")
@@ -161,12 +167,12 @@ def _detect_scaled(engine: str, paths: list[str], detector: str | None, out: Pat
     if not files:
         _fail("no images to score")
     c = api.detect_scaled(files, detector, out, engine=engine, batch_size=batch_size, address=address, actors=actors,
-                          device=device, precision=precision, runtime=runtime, decode=decode,
+                          device=device, precision=precision, runtime=runtime, decode=decode, threshold=threshold,
                           log=lambda m: typer.echo(f"note: {m}", err=True))
     summary = f"{c['scored']} scored now: {c['fake']} fake, {c['real']} real, {c['error']} unreadable"
     if c["already"]:
         summary += f"; {c['already']} already in {out}"
-    typer.echo(summary + f" (threshold {threshold:.3f}); results: {out}/*.parquet", err=True)
+    typer.echo(summary + f" (threshold {shown:.3f}); results: {out}/*.parquet", err=True)
 
 
 @app.command(context_settings={"allow_extra_args": False})
@@ -221,7 +227,7 @@ def evaluate(
     runtime: str = typer.Option("torch", help=RUNTIME_HELP),
 ) -> None:
     """Evaluate detectors: AP, AUC, EER, TPR@FPR, accuracies, ECE, CIs; per subset and overall; HTML report."""
-    from .eval.runner import format_table
+    from .eval.runner import format_operating, format_table
 
     names = list(detector or [None])
 
@@ -231,6 +237,8 @@ def evaluate(
         if len(names) > 1 or result.experts:
             typer.echo(f"== {label}")
         typer.echo(format_table(result.rows))
+        if result.operating:
+            typer.echo(format_operating(result.operating))
         for expert, rows in result.experts.items():  # an ensemble: each expert beside the vote
             typer.echo(f"== {label} / expert {expert}")
             typer.echo(format_table(rows))
@@ -336,6 +344,29 @@ def calibrate(
                f"ECE {info['ece_before']:.4f} -> {info['ece_after']:.4f}  saved to {info['saved']}")
 
 
+@app.command("operating-points")
+def operating_points(
+    detector: Optional[str] = typer.Argument(None, help="Run folder, detector folder or shipped name (default: the "
+                                             "shipped default)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Labelled images (0_real/1_fake folders or a manifest), "
+                                       "never the test set: set the points on them."),
+    reals: Optional[str] = typer.Option(None, "--reals", help="A folder (or list) of genuine photos like the ones "
+                                        "you will screen: set the points on them."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Save here instead of in place (required for a "
+                                       "shipped detector)."),
+) -> None:
+    """Thresholds that flag at most 0.1–20 % of real photos: list them, or set them on your own images."""
+    from .detectors.operating import describe
+
+    with _errors():
+        table = api.operating_points(detector, data=data, reals=reals, out=out)
+    for line in describe(table):
+        typer.echo(line)
+    if (data or reals) and table["points"]:
+        where = out or api.resolve_detector(detector)
+        typer.echo(f"saved to {where}; use them with: aigi detect -d {where} --max-fpr {table['points'][0]['max_fpr']:.1%}")
+
+
 @app.command()
 def export(
     detector: str = typer.Argument(..., help="Run folder, detector folder or shipped name."),
@@ -396,6 +427,10 @@ def serve(
     device: str = typer.Option("cpu"),
     precision: Optional[str] = typer.Option(None, help=PRECISION_HELP + " Default: $AIGI_PRECISION, else auto."),
     runtime: str = typer.Option("torch", help=RUNTIME_HELP),
+    threshold: Optional[float] = typer.Option(None, help="Verdicts at this P(fake) instead of the detector's own."),
+    max_fpr: Optional[str] = typer.Option(None, "--max-fpr", help="Verdicts at the stored operating point that flags "
+                                          "at most this share of real photos (0.01 or 1%%); a request may ask for "
+                                          "its own with ?max_fpr= or ?threshold=."),
 ) -> None:
     """Serve detectors over HTTP: the /v1 API, /docs, /metrics and a web page at /."""
     mb = 1 << 20
@@ -404,7 +439,7 @@ def serve(
         api.serve(detector, host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms,
                   max_images=max_images, max_image_bytes=int(max_image_mb * mb), max_request_bytes=int(max_request_mb * mb),
                   timeout_s=timeout, api_key=api_key, cors_origins=tuple(cors or ()), device=device,
-                  precision=precision, runtime=runtime)
+                  precision=precision, runtime=runtime, threshold=threshold, max_fpr=max_fpr)
 
 
 @backbones_app.command("list")

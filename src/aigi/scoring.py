@@ -183,11 +183,13 @@ def run_detect(
     retry_errors: bool = False,
     progress: Callable[[int], None] | None = None,
     log: Callable[[str], None] | None = None,
+    threshold: float | None = None,
 ) -> Iterator[Prediction]:
     """Yield predictions for ``paths`` not already in ``out``, writing each batch. ``paths`` is read
     ``STREAM_CHUNK`` at a time, so a stream is scored as it arrives; the results file is read and
     locked once for the whole run. ``detector`` may be a function that loads it: it is called
-    only if something is left to score."""
+    only if something is left to score. ``threshold`` replaces the detector's own for the verdicts
+    and is then named in every record."""
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
     with exclusive(out, "detect") if out is not None else contextlib.nullcontext():
@@ -196,7 +198,7 @@ def run_detect(
             log(f"{out}: cut {len(results.repaired)} incomplete record(s) left by an interrupted run "
                 f"(first: {results.repaired[0]!r}); those images are scored again")
         done = results.done(retry_errors) if results is not None else set()
-        det, writer, tag = None, None, {}
+        det, writer, tag, own_threshold = None, None, {}, None
         stream = iter(paths)
         try:
             while chunk := list(itertools.islice(stream, STREAM_CHUNK)):
@@ -220,6 +222,9 @@ def run_detect(
                         tag["runtime"] = det.runner.name
                     if det.decode != "full":
                         tag["decode"] = det.decode
+                    if threshold is not None:  # for this run only: a detector passed in gets its own back
+                        own_threshold, det.threshold = det.threshold, threshold
+                        tag["threshold"] = threshold
                 if writer is None and results is not None:
                     writer = ResultWriter(results)
                 for batch in _pipelined(det, [[str(p) for p in todo[s : s + batch_size]]
@@ -234,6 +239,8 @@ def run_detect(
         finally:
             if writer:
                 writer.close()
+            if own_threshold is not None:
+                det.threshold = own_threshold
 
 
 def _pipelined(det: Detector, chunks: list[list[str]]) -> Iterator[list[Prediction]]:

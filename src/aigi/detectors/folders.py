@@ -21,6 +21,11 @@ def pretrained_detectors() -> dict[str, Path]:
     return {p.name: p for p in sorted(WEIGHTS_DIR.iterdir()) if (p / CONFIG_FILE).is_file()}
 
 
+def is_shipped(folder: Path) -> bool:
+    """Whether a detector folder is one of the package's own."""
+    return folder.resolve().parent == WEIGHTS_DIR
+
+
 def resolve_detector(name_or_path: str | Path | None = None) -> Path:
     """A shipped name, a saved detector folder, or a training run folder → folder."""
     if name_or_path in (None, "", "default"):

@@ -8,7 +8,7 @@ The pipeline is Ray Data's streaming executor:
 * → **score** in an actor pool (``actors``), one detector loaded once per actor,
   one forward pass per prepared batch;
 * → **write** Parquet files into ``out`` (columns path, prob_fake, verdict, error,
-  detector, precision, runtime), each written whole by its task.
+  detector, precision, runtime, threshold), each written whole by its task.
 
 The records are those of ``aigi detect``: an unreadable file is a record with its
 error, never a failed job. A rerun with the same ``out`` reads the ``path`` column
@@ -39,7 +39,7 @@ def schema():
 
     return pa.schema([("path", pa.string()), ("prob_fake", pa.float64()), ("verdict", pa.string()),
                       ("error", pa.string()), ("detector", pa.string()), ("precision", pa.string()),
-                      ("runtime", pa.string())])
+                      ("runtime", pa.string()), ("threshold", pa.float64())])
 
 
 def done_paths(out: Path, log: Callable[[str], None]) -> set[str]:
@@ -69,7 +69,7 @@ class Scorer:
     """A Ray actor: one detector, loaded once; prepared batches in, records out."""
 
     def __init__(self, detector: str | None, device: str, precision: str, runtime: str, label: str,
-                 threads: int) -> None:  # (precision "auto" is resolved on the actor's own CPU)
+                 threads: int, threshold: float | None = None) -> None:  # ("auto" precision: the actor's own CPU)
         import torch
 
         from ..api import load_detector
@@ -78,8 +78,11 @@ class Scorer:
             torch.set_num_threads(threads)
         self.det = load_detector(detector, device=device, precision=precision, runtime=runtime)
         self.det.eval()
+        if threshold is not None:
+            self.det.threshold = threshold
         runner = self.det.runner
-        self.tag = {"detector": label, "precision": self.det.precision, "runtime": runner.name if runner else "torch"}
+        self.tag = {"detector": label, "precision": self.det.precision, "runtime": runner.name if runner else "torch",
+                    "threshold": self.det.threshold}
 
     def __call__(self, batch: dict[str, Any]):
         import pyarrow as pa
@@ -111,10 +114,10 @@ def _start_ray(address: str | None, actors: int, log: Callable[[str], None]) -> 
 
 def detect_ray(paths: Sequence[Path], detector: str | None, out: str | Path, batch_size: int = 16,
                address: str | None = None, actors: int = 1, device: str = "cpu", precision: str = "fp32",
-               runtime: str = "torch", decode: str = "full",
+               runtime: str = "torch", decode: str = "full", threshold: float | None = None,
                log: Callable[[str], None] = lambda m: None) -> dict[str, int]:
     """Score ``paths`` into Parquet files in ``out``; returns counts (scored now, fake, real,
-    error, already done)."""
+    error, already done). ``threshold`` replaces the detector's own for the verdicts."""
     try:
         import ray
     except ImportError:
@@ -152,7 +155,8 @@ def detect_ray(paths: Sequence[Path], detector: str | None, out: str | Path, bat
                                 num_gpus=1 if gpu else 0,
                                 fn_constructor_kwargs={"detector": detector, "device": "cuda" if gpu else device,
                                                        "precision": precision, "runtime": runtime, "label": label,
-                                                       "threads": max(1, (os.cpu_count() or 1) // actors)})
+                                                       "threads": max(1, (os.cpu_count() or 1) // actors),
+                                                       "threshold": threshold})
             ds.write_parquet(str(out))
         finally:
             if started:

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 from ..data.datasets import ImageDataset
 from ..detectors.base import Detector
+from ..detectors.operating import KEY as OPERATING_KEY
 from ..errors import InputError
 from ..features import FeatureCache
 from .metrics import bootstrap_mean_ci, mean_over, score
@@ -30,6 +31,7 @@ class EvalResult:
     predictions: list[dict[str, Any]]  # path, subset, label, prob_fake (+ p_<expert> for ensembles)
     errors: list[tuple[str, str]]
     experts: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # ensemble: expert → rows
+    operating: list[dict[str, Any]] = field(default_factory=list)  # the stored operating points, measured here
 
     def scores(self, column: str = "prob_fake") -> tuple[list[int], list[float]]:
         """Labels and scores of the images that have one (``p_<expert>`` for an expert)."""
@@ -44,7 +46,8 @@ class EvalResult:
 
     def as_json(self, detector: Detector, data: str) -> dict[str, Any]:
         return {"detector": detector.name, "backbone": detector.backbone_spec, "data": data,
-                "threshold_val": detector.threshold, "metrics": self.rows, "experts": self.experts,
+                "threshold_val": detector.threshold, "metrics": self.rows, "operating_points": self.operating,
+                "experts": self.experts,
                 "unreadable": [{"path": p, "error": e} for p, e in self.errors]}
 
 
@@ -129,7 +132,41 @@ def evaluate(detector: Detector, ds: ImageDataset, use_cache: bool = True, batch
         predictions.append(rec)
     rows = _rows(ds, scores, detector.threshold, bootstrap)
     experts = {name: _rows(ds, e, detector.members[name].threshold, bootstrap) for name, e in expert_scores.items()}
-    return EvalResult(rows, predictions, errors, experts)
+    return EvalResult(rows, predictions, errors, experts, _operating(ds, scores, detector.metadata.get(OPERATING_KEY)))
+
+
+def _operating(ds: ImageDataset, scores: dict[int, float], table: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Each stored operating point (set on validation) on these images: the share of reals it
+    flags and of fakes it catches, pooled ("all") and per subset; what a budget is worth here."""
+    if not table:
+        return []
+    groups: dict[str, list[tuple[int, float]]] = {"all": []}
+    for i, s in enumerate(ds.samples):
+        if i in scores:
+            groups["all"].append((s.label, scores[i]))
+            groups.setdefault(s.subset, []).append((s.label, scores[i]))
+
+    def share(items: list[tuple[int, float]], label: int, t: float) -> float | None:
+        hits = [p >= t for y, p in items if y == label]
+        return sum(hits) / len(hits) if hits else None
+
+    return [{"max_fpr": pt["max_fpr"], "threshold": pt["threshold"], "fpr_validation": pt["fpr"],
+             "measured": {name: {"fpr": share(items, 0, pt["threshold"]), "tpr": share(items, 1, pt["threshold"])}
+                          for name, items in groups.items()}}
+            for pt in table.get("points", [])]
+
+
+def format_operating(points: list[dict[str, Any]]) -> str:
+    """The operating points as set on validation, beside what they do on this data (pooled)."""
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.1%}"
+
+    lines = ["budget  threshold  reals flagged (validation → here)  fakes caught here"]
+    for pt in points:
+        here = pt["measured"]["all"]
+        lines.append(f"{pt['max_fpr']:>6.1%}  {pt['threshold']:>9.4f}  {pct(pt['fpr_validation']):>15} → "
+                     f"{pct(here['fpr']):<15}  {pct(here['tpr']):>17}")
+    return "\n".join(lines)
 
 
 def format_table(rows: dict[str, dict[str, Any]]) -> str:
@@ -157,5 +194,6 @@ def write_outputs(result: EvalResult, detector: Detector, data: str, out: Path) 
         w = csv.DictWriter(fh, fieldnames=list(result.predictions[0]) if result.predictions else ["path"])
         w.writeheader()
         w.writerows(result.predictions)
-    files[3].write_text(format_table(result.rows) + "\n")
+    files[3].write_text(format_table(result.rows) + "\n"
+                        + (f"\noperating points\n{format_operating(result.operating)}\n" if result.operating else ""))
     return files

@@ -20,6 +20,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from PIL import Image
 
+from ..detectors.operating import KEY as OPERATING_KEY
+from ..detectors.operating import threshold_for
+from ..errors import InputError
 from .batcher import MicroBatcher
 from .metrics import Metrics
 from .settings import ServeSettings
@@ -32,14 +35,24 @@ def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": {"status": status, "code": code, "message": message}, **extra}, status_code=status)
 
 
-def _record(name: str, pred, detector) -> dict[str, Any]:
+def _record(name: str, pred, detector, threshold: float) -> dict[str, Any]:
     """What ``aigi detect --out`` writes, plus the threshold, the detector and, for an ensemble, each expert."""
     experts = {k[2:]: v for k, v in pred.extra.items() if k.startswith("p_")}
-    rec = {"name": name, "prob_fake": pred.prob_fake, "verdict": pred.verdict, "threshold": detector.threshold,
+    verdict = None if pred.prob_fake is None else ("fake" if pred.prob_fake >= threshold else "real")
+    rec = {"name": name, "prob_fake": pred.prob_fake, "verdict": verdict, "threshold": threshold,
            "detector": detector.name, "error": pred.error}
     if experts:
         rec["experts"] = experts
     return rec
+
+
+def _number(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"threshold '{text}' is not a number") from None
 
 
 def _summary(detector, label: str) -> dict[str, Any]:
@@ -48,7 +61,7 @@ def _summary(detector, label: str) -> dict[str, Any]:
            "threshold": detector.threshold, "calibration": detector.calibration, "view": str(detector.view),
            "precision": detector.precision, "runtime": detector.runner.name if detector.runner is not None else "torch",
            "trained_on": meta.get("trained_on"), "validated_on": meta.get("validated_on"),
-           "model_card": "/model-card"}
+           "operating_points": meta.get(OPERATING_KEY), "model_card": "/model-card"}
     from ..detectors.ensemble import EnsembleDetector
 
     if isinstance(detector, EnsembleDetector):  # what its members run on and see, each named once
@@ -77,6 +90,8 @@ def create_app(settings: ServeSettings | None = None, detector=None) -> FastAPI:
             det = await asyncio.to_thread(load_detector, settings.detector, settings.device, settings.precision,
                                           settings.runtime)
             state["detector"] = det
+        if settings.threshold is not None:
+            det.threshold = settings.threshold
         await asyncio.to_thread(det.predict, [Image.new("RGB", (64, 64), (128, 128, 128))])  # warm-up
         batcher = MicroBatcher(det, settings.max_batch, settings.max_wait_ms, metrics)
         await batcher.start()
@@ -132,6 +147,12 @@ def create_app(settings: ServeSettings | None = None, detector=None) -> FastAPI:
         if not state["ready"]:
             return _error(503, "not_ready", "the detector is still loading; retry shortly")
         det = state["detector"]
+        try:  # ?threshold= or ?max_fpr=: this request's verdicts only
+            threshold = threshold_for({"threshold": det.threshold, "metadata": det.metadata}, state["label"],
+                                      _number(request.query_params.get("threshold")),
+                                      request.query_params.get("max_fpr"))[0]
+        except InputError as exc:
+            return _error(400, "bad_threshold", str(exc))
         uploads = await uploads_from_request(request, settings)
         decoded = await asyncio.gather(*(asyncio.to_thread(decode, u, settings) for u in uploads))
         good = [(i, img) for i, img in enumerate(decoded) if not isinstance(img, UploadError)]
@@ -141,17 +162,17 @@ def create_app(settings: ServeSettings | None = None, detector=None) -> FastAPI:
             return _error(503, "timeout", f"not scored within {settings.timeout_s:g} s; the service is overloaded")
         results: list[dict[str, Any]] = [{}] * len(uploads)
         for (i, _), pred in zip(good, preds):
-            results[i] = _record(uploads[i].name, pred, det)
+            results[i] = _record(uploads[i].name, pred, det, threshold)
         for i, item in enumerate(decoded):
             if isinstance(item, UploadError):
                 metrics.error(item.code)
                 results[i] = {"name": uploads[i].name, "prob_fake": None, "verdict": None,
-                              "threshold": det.threshold, "detector": det.name, "error": item.message,
+                              "threshold": threshold, "detector": det.name, "error": item.message,
                               "status": item.status}
         if not good:  # nothing could be scored: the request itself is refused with the first cause
             first = next(d for d in decoded if isinstance(d, UploadError))
             return _error(first.status, first.code, first.message, results=results)
-        return {"detector": state["label"], "threshold": det.threshold, "results": results}
+        return {"detector": state["label"], "threshold": threshold, "results": results}
 
     @app.get("/v1/detectors", summary="What is loaded: method, backbone, threshold, model card summary")
     async def detectors(request: Request):

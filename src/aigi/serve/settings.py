@@ -25,6 +25,7 @@ class ServeSettings:
     timeout_s: float = 120.0  # a request not answered by then gets a 503
     api_key: str | None = None  # when set, every /v1 request must send it (X-API-Key or Bearer)
     cors_origins: tuple[str, ...] = field(default_factory=tuple)  # CORS stays off unless listed
+    threshold: float | None = None  # verdicts at this P(fake) instead of the detector's own (aigi serve --max-fpr)
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "max_images", "max_image_bytes", "max_request_bytes"):
