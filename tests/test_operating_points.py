@@ -208,3 +208,19 @@ def test_the_service_answers_at_its_own_budget_and_at_a_requests(run):
                              ("threshold=0.5&max_fpr=5%25", "not both")):
             bad = client.post(f"/v1/detect?{query}", files={"file": ("a.png", image, "image/png")})
             assert bad.status_code == 400 and cause in bad.json()["error"]["message"]
+
+
+def test_holdout_reals_gives_each_subset_its_share_and_keeps_every_fake_for_the_test(run, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("holdout_reals", Path(__file__).parents[1] / "scripts" / "holdout_reals.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main([str(run.parent / "test"), "--out", str(tmp_path), "--fraction", "0.25", "--seed", "3"])
+    chosen, rest = _csv(tmp_path / "set.csv"), _csv(tmp_path / "test.csv")
+    assert {r["label"] for r in chosen} == {"0"} and len(chosen) == 6  # 3 of each subset's 12 reals
+    assert sorted(r["subset"] for r in chosen) == ["gen_a"] * 3 + ["gen_b"] * 3
+    assert not {r["path"] for r in chosen} & {r["path"] for r in rest} and len(rest) == 48 - 6
+    assert sum(r["label"] == "1" for r in rest) == 24
+    table = aigi.operating_points(run, data=tmp_path / "set.csv", out=tmp_path / "d")
+    assert table["n_real"] == 6 and table["source"] == str(tmp_path / "set.csv")

@@ -136,8 +136,8 @@ def evaluate(detector: Detector, ds: ImageDataset, use_cache: bool = True, batch
 
 
 def _operating(ds: ImageDataset, scores: dict[int, float], table: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Each stored operating point (set on validation) on these images: the share of reals it
-    flags and of fakes it catches, pooled ("all") and per subset; what a budget is worth here."""
+    """Each stored operating point (set on validation, or on a user's reals) on these images: the
+    share of reals it flags and of fakes it catches, pooled ("all") and per subset."""
     if not table:
         return []
     groups: dict[str, list[tuple[int, float]]] = {"all": []}
@@ -150,21 +150,22 @@ def _operating(ds: ImageDataset, scores: dict[int, float], table: dict[str, Any]
         hits = [p >= t for y, p in items if y == label]
         return sum(hits) / len(hits) if hits else None
 
-    return [{"max_fpr": pt["max_fpr"], "threshold": pt["threshold"], "fpr_validation": pt["fpr"],
+    return [{"max_fpr": pt["max_fpr"], "threshold": pt["threshold"], "fpr_where_set": pt["fpr"],
              "measured": {name: {"fpr": share(items, 0, pt["threshold"]), "tpr": share(items, 1, pt["threshold"])}
                           for name, items in groups.items()}}
             for pt in table.get("points", [])]
 
 
 def format_operating(points: list[dict[str, Any]]) -> str:
-    """The operating points as set on validation, beside what they do on this data (pooled)."""
+    """The operating points as set (on validation, or a user's reals), beside what they do on this
+    data (pooled)."""
     def pct(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.1%}"
 
-    lines = ["budget  threshold  reals flagged (validation → here)  fakes caught here"]
+    lines = ["budget  threshold  reals flagged (where set → here)  fakes caught here"]
     for pt in points:
         here = pt["measured"]["all"]
-        lines.append(f"{pt['max_fpr']:>6.1%}  {pt['threshold']:>9.4f}  {pct(pt['fpr_validation']):>15} → "
+        lines.append(f"{pt['max_fpr']:>6.1%}  {pt['threshold']:>9.4f}  {pct(pt['fpr_where_set']):>14} → "
                      f"{pct(here['fpr']):<15}  {pct(here['tpr']):>17}")
     return "\n".join(lines)
 
