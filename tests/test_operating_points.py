@@ -11,9 +11,13 @@ import numpy as np
 import pytest
 
 import aigi
-from aigi.detectors.operating import operating_points, parse_budget, threshold_for
+from aigi.detectors.operating import (
+    operating_points,
+    parse_budget,
+    threshold_at_fpr,
+    threshold_for,
+)
 from aigi.errors import InputError
-from aigi.eval.metrics import threshold_at_fpr
 
 from .conftest import write_split
 
@@ -224,3 +228,10 @@ def test_holdout_reals_gives_each_subset_its_share_and_keeps_every_fake_for_the_
     assert sum(r["label"] == "1" for r in rest) == 24
     table = aigi.operating_points(run, data=tmp_path / "set.csv", out=tmp_path / "d")
     assert table["n_real"] == 6 and table["source"] == str(tmp_path / "set.csv")
+
+
+def test_serve_refuses_a_budget_it_cannot_meet_before_starting(run):
+    pytest.importorskip("fastapi", reason="the serve extra is not installed")
+    res = subprocess.run([sys.executable, "-m", "aigi", "serve", "-d", str(run), "--max-fpr", "1%", "--port", "1"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and "finest stored budget is 5.0%" in res.stderr and "Traceback" not in res.stderr

@@ -32,8 +32,11 @@ def probe_dir(tmp_path_factory) -> Path:
     from aigi.methods.univfd import UnivFDProbe
 
     folder = tmp_path_factory.mktemp("probe")
+    from aigi.detectors.operating import operating_points
+
     det = UnivFDProbe("random:tiny-clip", embed_dim=16)
     det.threshold = 0.5
+    det.metadata["operating_points"] = operating_points([0] * 20 + [1] * 20, list(np.linspace(0, 1, 40)), "a test")
     det.save(folder)
     return folder
 
@@ -202,7 +205,7 @@ def _browser():
     return webdriver.Chrome(service=Service(driver), options=opts)
 
 
-def test_the_page_in_a_real_browser(server, tmp_path):
+def test_the_page_in_a_real_browser(server, probe_dir, tmp_path):
     pytest.importorskip("selenium")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -224,6 +227,21 @@ def test_the_page_in_a_real_browser(server, tmp_path):
         fills = [c.find_element(By.CSS_SELECTOR, ".fill").value_of_css_property("width") for c in cards]
         assert all(float(w.rstrip("px")) > 0 for w in fills)
         WebDriverWait(browser, 10).until(ec.text_to_be_present_in_element((By.ID, "status"), "2 of 2 scored"))
+        assert all("threshold 50.0 %" in c.text for c in cards)
+        # the stored operating points are offered; the next images are judged at the one chosen
+        from selenium.webdriver.support.ui import Select
+
+        import aigi
+        from aigi.detectors.operating import threshold_for
+
+        choice = Select(browser.find_element(By.ID, "budget"))
+        assert [o.text for o in choice.options][1:] == [f"flagging at most {b} % of real photos" for b in ("5.0", "10.0", "20.0")]
+        choice.select_by_value("0.05")
+        browser.find_element(By.ID, "files").send_keys(paths[0])
+        WebDriverWait(browser, 60).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".result")) == 3)
+        t = threshold_for(aigi.detector_info(probe_dir), "probe", max_fpr=0.05)[0]
+        newest = browser.find_elements(By.CSS_SELECTOR, ".result")[0]
+        assert f"threshold {100 * t:.1f} %" in newest.text
         shot = tmp_path / "page.png"
         browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000

@@ -164,7 +164,9 @@ def scoring_threshold(detector: Detector | str | Path | None, threshold: float |
     if threshold is None and max_fpr is None:
         return None
     if isinstance(detector, (str, Path)) or detector is None:
-        config, where = detector_info(detector), str(detector or "default")
+        from .detectors.folders import DEFAULT_DETECTOR
+
+        config, where = detector_info(detector), str(detector or DEFAULT_DETECTOR)
     else:
         config, where = {"threshold": detector.threshold, "metadata": detector.metadata}, detector.name
     return threshold_for(config, where, threshold, max_fpr)[0]
@@ -531,6 +533,13 @@ def operating_points(name_or_path: str | Path | None = None, data: str | Path | 
     det.metadata[KEY] = require_points(table_of(labels, probs, str(reals if reals is not None else data)))
     det.save(target)
     return det.metadata[KEY]
+
+
+def describe_operating_points(table: dict) -> list[str]:
+    """An operating-points table as lines for a terminal."""
+    from .detectors.operating import describe
+
+    return describe(table)
 
 
 def export(name_or_path: str | Path, out: str | Path, merge_shared: bool = False, format: str = "safetensors",

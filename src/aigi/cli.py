@@ -356,11 +356,9 @@ def operating_points(
                                        "shipped detector)."),
 ) -> None:
     """Thresholds that flag at most 0.1–20 % of real photos: list them, or set them on your own images."""
-    from .detectors.operating import describe
-
     with _errors():
         table = api.operating_points(detector, data=data, reals=reals, out=out)
-    for line in describe(table):
+    for line in api.describe_operating_points(table):
         typer.echo(line)
     if (data or reals) and table["points"]:
         where = out or api.resolve_detector(detector)

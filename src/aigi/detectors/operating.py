@@ -14,7 +14,10 @@ photo the share flagged differs (the model card measures it), and
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
+
+import numpy as np
 
 from ..errors import InputError
 
@@ -22,13 +25,29 @@ BUDGETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 KEY = "operating_points"  # the detector metadata entry
 
 
+def threshold_at_fpr(real_probs: Sequence[float], max_fpr: float) -> float:
+    """The lowest threshold that flags at most ``max_fpr`` of these reals (fake when ``p >= t``).
+
+    Meant for the reals of a validation split. The threshold falls midway between the
+    highest real score it lets pass and the next higher one (just above the top score when
+    none may be flagged), as :func:`aigi.eval.metrics.tune_threshold` places its candidates; reals tied on one
+    score are flagged or passed together, so the share flagged may fall below the budget."""
+    p = np.sort(np.asarray(real_probs, dtype=np.float64))[::-1]  # highest first
+    if not len(p):
+        raise ValueError("no real images to set a false-positive budget on")
+    if not 0.0 <= max_fpr < 1.0:
+        raise ValueError(f"a false-positive budget is a share in [0, 1), got {max_fpr}")
+    allowed = int(math.floor(max_fpr * len(p) + 1e-9))  # reals that may be flagged
+    passed = p[allowed]  # the highest real that must pass, and every real tied with it
+    above = p[p > passed]
+    return float((passed + above.min()) / 2 if len(above) else passed + 1e-6)
+
+
 def operating_points(labels: Sequence[int], probs: Sequence[float], source: str,
                      budgets: Sequence[float] = BUDGETS) -> dict[str, Any]:
     """The stored table: for each budget the threshold, and the share of reals it flags and of
     fakes it catches on these images (None without fakes: a reals-only set). Too few reals give
     no points (training stores that; :func:`require_points` refuses it where a user asked)."""
-    from ..eval.metrics import threshold_at_fpr
-
     reals = [p for y, p in zip(labels, probs) if y == 0]
     fakes = [p for y, p in zip(labels, probs) if y == 1]
     points = []

@@ -60,24 +60,6 @@ def tune_threshold(labels: Sequence[int], probs: Sequence[float]) -> float:
     return float(cands[best[np.argmin(np.abs(cands[best] - 0.5))]])
 
 
-def threshold_at_fpr(real_probs: Sequence[float], max_fpr: float) -> float:
-    """The lowest threshold that flags at most ``max_fpr`` of these reals (fake when ``p >= t``).
-
-    Meant for the reals of a validation split. The threshold falls midway between the
-    highest real score it lets pass and the next higher one (just above the top score when
-    none may be flagged), as :func:`tune_threshold` places its candidates; reals tied on one
-    score are flagged or passed together, so the share flagged may fall below the budget."""
-    p = np.sort(np.asarray(real_probs, dtype=np.float64))[::-1]  # highest first
-    if not len(p):
-        raise ValueError("no real images to set a false-positive budget on")
-    if not 0.0 <= max_fpr < 1.0:
-        raise ValueError(f"a false-positive budget is a share in [0, 1), got {max_fpr}")
-    allowed = int(math.floor(max_fpr * len(p) + 1e-9))  # reals that may be flagged
-    passed = p[allowed]  # the highest real that must pass, and every real tied with it
-    above = p[p > passed]
-    return float((passed + above.min()) / 2 if len(above) else passed + 1e-6)
-
-
 def equal_error_rate(labels: Sequence[int], probs: Sequence[float]) -> float | None:
     """The error rate where the false-positive and false-negative rates meet
     (linear interpolation between ROC points); None with one class."""

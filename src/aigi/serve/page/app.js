@@ -5,6 +5,19 @@
   const input = document.getElementById("files");
   const results = document.getElementById("results");
   const status = document.getElementById("status");
+  const budget = document.getElementById("budget");
+
+  // the stored operating points become choices: "flag at most 1 % of real photos"
+  fetch("/v1/detectors").then(function (r) { return r.ok ? r.json() : null; }).then(function (info) {
+    const table = info && info.detectors[0].operating_points;
+    if (!table || !table.points.length) return;
+    table.points.forEach(function (pt) {
+      const option = el("option", "", "flagging at most " + (100 * pt.max_fpr).toFixed(1) + " % of real photos");
+      option.value = String(pt.max_fpr);
+      budget.appendChild(option);
+    });
+    document.getElementById("strictness").hidden = false;
+  }).catch(function () { /* the page still scores at the detector's threshold */ });
 
   function el(tag, cls, text) {
     const node = document.createElement(tag);
@@ -91,7 +104,8 @@
     files.forEach(function (f) { form.append("files", f, f.name); });
     let data;
     try {
-      const response = await fetch("/v1/detect", { method: "POST", body: form });
+      const query = budget.value ? "?max_fpr=" + encodeURIComponent(budget.value) : "";
+      const response = await fetch("/v1/detect" + query, { method: "POST", body: form });
       data = await response.json();
       if (!response.ok && !data.results) throw new Error(data.error ? data.error.message : response.statusText);
     } catch (err) {
