@@ -127,6 +127,9 @@ def test_an_ensemble_on_one_tower_exports_as_one_graph_and_keeps_each_members_sc
                                      "crop-2": with_view("crop-2", "crop")}, out=mixed)
     ref = aigi.load_detector(mixed).predict(files)
     assert [str(v) for v in aigi.load_detector(mixed).input_views()] == ["crop", "resize"]
+    saved = aigi.detector_info(mixed)  # no one view to name: its config lists the members' views
+    assert saved["view"] is None and saved["member_views"] == ["crop", "resize"]
+    assert aigi.detector_info(mixed / "members" / "crop")["view"] == "crop"
     assert ref[0].as_record()["p_crop"] != pytest.approx(ref[0].as_record()["p_resize"])  # the views differ
     for member, source in (("crop", tmp_path / "crop"), ("resize", runs["univfd"])):  # as each scores alone
         alone = [p.prob_fake for p in aigi.load_detector(source).predict(files)]

@@ -186,6 +186,15 @@ class EnsembleDetector(Detector):
     def loaded_from(self, folder: Path) -> None:
         self.root = str(Path(folder).resolve())
 
+    def config(self) -> dict[str, Any]:
+        """As any detector's, but members that cut different views leave no one view to name: the
+        config then says ``"view": null`` and lists them (``member_views``, in member order)."""
+        config = super().config()
+        views = list(dict.fromkeys(str(m.view) for m in self.members.values()))
+        if len(views) > 1:
+            config["view"], config["member_views"] = None, views
+        return config
+
     def save(self, folder: str | Path) -> Path:
         """The ensemble's config, and its members' folders when it is saved somewhere new."""
         folder = Path(folder)

@@ -79,5 +79,5 @@ class Persistence:
                   **config.get("params", {}))
         det.metadata = dict(config.get("metadata", {}))
         det.calibration = config.get("calibration")
-        det.view = View.parse(config.get("view", "resize"))
+        det.view = View.parse(config.get("view") or "resize")  # null: an ensemble whose members differ
         return det
