@@ -335,7 +335,8 @@ def calibrate(
     detector: str = typer.Argument(..., help="Run folder, detector folder or shipped name."),
     data: str = typer.Option(..., "--data", help="Labelled validation data (never the test set)."),
     method: str = typer.Option("temperature", help="temperature or platt."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Save here instead of in place."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Save here instead of in place (required for a "
+                                       "shipped detector)."),
 ) -> None:
     """Fit temperature / Platt scaling on validation data and store it with the detector."""
     with _errors():
