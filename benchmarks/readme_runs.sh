@@ -87,6 +87,7 @@ run photo-ext-rsz  python scripts/loso_vote.py $P:p_resize-1
 run ltd-full       aigi train configs/photo/ltd.yaml data.train="$pool" data.exclude=examples/photos output=runs/photo-ltd
 run ltd-ext        aigi eval -d runs/photo-ltd --data "$ext" --bootstrap 0 -o runs/readme-ltd-ext
 run ltd-vote-ext   python scripts/loso_vote.py $P:p_crops-1 $P:p_crops-2 $P:p_crops-3 $P:p_thumbnails-1 $P:p_thumbnails-2 $P:p_thumbnails-3 runs/readme-ltd-ext/predictions.csv
+run points-cifake aigi operating-points univfd-cifake --data $data/val -o runs/univfd-cifake-points
 run points-list   aigi operating-points runs/photo-b16
 run points-ext     aigi eval -d runs/photo-b16 --data "$ext" --bootstrap 0 -o runs/readme-points-ext
 run points-split   python scripts/holdout_reals.py "$ext" --out runs/own --fraction 0.5 --seed 0

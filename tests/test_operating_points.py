@@ -79,7 +79,7 @@ def test_a_budget_takes_the_largest_stored_point_within_it():
         threshold_for(config, "det", max_fpr="0.5%")  # 100 reals cannot set a 0.5 % point
     with pytest.raises(InputError, match="not both"):
         threshold_for(config, "det", threshold=0.5, max_fpr=0.1)
-    with pytest.raises(InputError, match="aigi operating-points det --data"):
+    with pytest.raises(InputError, match="aigi operating-points det --reals FOLDER -o OUT"):
         threshold_for({"threshold": 0.5, "metadata": {}}, "det", max_fpr=0.1)
 
 
@@ -235,3 +235,14 @@ def test_serve_refuses_a_budget_it_cannot_meet_before_starting(run):
     res = subprocess.run([sys.executable, "-m", "aigi", "serve", "-d", str(run), "--max-fpr", "1%", "--port", "1"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and "finest stored budget is 5.0%" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("name,source", [("photo-b16", "out-of-bag validation votes"),
+                                         ("photo-b16-fast", "out-of-bag validation votes"),
+                                         ("univfd-cifake", "../shared/data/cifake/val")])
+def test_every_shipped_detector_carries_points_set_where_its_threshold_was(name, source):
+    table = aigi.operating_points(name)
+    assert table["source"] == source and [p["max_fpr"] for p in table["points"]] == [0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
+    thresholds = [p["threshold"] for p in table["points"]]
+    assert thresholds == sorted(thresholds, reverse=True)  # a looser budget, a lower threshold
+    assert all(p["fpr"] <= p["max_fpr"] and 0 < p["tpr"] <= 1 for p in table["points"])

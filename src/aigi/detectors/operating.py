@@ -94,8 +94,8 @@ def threshold_for(config: dict[str, Any], where: str, threshold: float | None = 
     budget = parse_budget(max_fpr)
     table = (config.get("metadata") or {}).get(KEY)
     if not table or not table.get("points"):
-        raise InputError(f"{where}: no operating points stored; set them on labelled or real-only images with "
-                         f"`aigi operating-points {where} --data FOLDER`")
+        raise InputError(f"{where}: no operating points stored; set them on genuine photos (or labelled data) "
+                         f"with `aigi operating-points {where} --reals FOLDER -o OUT`")
     fitting = [pt for pt in table["points"] if pt["max_fpr"] <= budget + 1e-12]
     if not fitting:
         finest = min(pt["max_fpr"] for pt in table["points"])
