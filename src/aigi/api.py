@@ -19,9 +19,10 @@ if TYPE_CHECKING:  # importing this module stays light: torch loads on first use
     from .detectors import Detector, Prediction
 
 __all__ = ["load_detector", "pretrained_detectors", "resolve_detector", "detector_info", "methods", "find_images",
-           "detect", "train", "describe", "evaluate", "compare", "robustness", "robustness_report", "degrade",
-           "degradations", "contact_sheet", "ensemble", "calibrate", "operating_points", "export", "backbones", "prepare_backbone",
-           "suites", "check_dataset", "serve", "build_pool", "pool_manifest", "audit_pool", "loso", "Comparison"]
+           "detect", "scoring_threshold", "train", "describe", "evaluate", "compare", "robustness", "robustness_report",
+           "degrade", "degradations", "contact_sheet", "ensemble", "calibrate", "operating_points",
+           "describe_operating_points", "export", "backbones", "prepare_backbone", "suites", "check_dataset", "serve",
+           "build_pool", "pool_manifest", "audit_pool", "loso", "Comparison"]
 
 ProgressFactory = Callable[[int, str], Any]  # (total, description) → object with update(n) and close()
 
@@ -447,15 +448,14 @@ def ensemble(members: dict[str, str | Path], out: str | Path, weights: Sequence[
 
     det = EnsembleDetector.from_detectors(members, weights=list(weights) if weights else None, out=out)
     if val:
-        from .detectors.operating import KEY as OPERATING_KEY
-        from .detectors.operating import operating_points
+        from .detectors.operating import record as record_operating_points
         from .eval.metrics import tune_threshold
         from .eval.runner import evaluate as run_eval
 
         labels, probs = run_eval(det, _dataset(val)).scores()
         det.threshold = tune_threshold(labels, probs)
         det.metadata["threshold_source"] = f"validation: {val}"
-        det.metadata[OPERATING_KEY] = operating_points(labels, probs, str(val))
+        record_operating_points(det.metadata, labels, probs, str(val))
         det.save(out)
     return det
 
@@ -466,8 +466,7 @@ def calibrate(name_or_path: str | Path, data: str | Path, method: str = "tempera
     threshold there, and save the detector (in place, or to ``out``)."""
     from .data.datasets import load_dataset
     from .detectors.calibration import fit
-    from .detectors.operating import KEY as OPERATING_KEY
-    from .detectors.operating import operating_points
+    from .detectors.operating import record as record_operating_points
     from .detectors.store import load_detector_dir
     from .eval.metrics import expected_calibration_error, tune_threshold
     from .eval.runner import detector_logits
@@ -482,7 +481,7 @@ def calibrate(name_or_path: str | Path, data: str | Path, method: str = "tempera
     probs = det.to_probability(logits)
     det.threshold = tune_threshold(labels.int().tolist(), probs.tolist())
     det.metadata["calibrated_on"] = str(data)
-    det.metadata[OPERATING_KEY] = operating_points(labels.int().tolist(), probs.tolist(), str(data))  # new P(fake)s
+    record_operating_points(det.metadata, labels.int().tolist(), probs.tolist(), str(data))  # on the new P(fake)s
     det.save(target)
     return {"calibration": det.calibration, "threshold": det.threshold, "ece_before": before,
             "ece_after": expected_calibration_error(labels.tolist(), probs.tolist()), "saved": str(target)}
@@ -509,8 +508,7 @@ def operating_points(name_or_path: str | Path | None = None, data: str | Path | 
     0_real/1_fake folders or a manifest) nor ``reals`` (every image under it is a genuine photo),
     the stored table; with one of them, the table set on those images, saved with the detector
     (in place, or to ``out``)."""
-    from .detectors.operating import KEY, require_points
-    from .detectors.operating import operating_points as table_of
+    from .detectors.operating import KEY, record, require_points
     from .eval.runner import evaluate as run_eval
 
     folder = resolve_detector(name_or_path)
@@ -530,9 +528,9 @@ def operating_points(name_or_path: str | Path | None = None, data: str | Path | 
         ds = _dataset(data, subset_depth=subset_depth)
     det = load_detector(folder, device=device)
     labels, probs = run_eval(det, ds, cache_root=cache_dir).scores()
-    det.metadata[KEY] = require_points(table_of(labels, probs, str(reals if reals is not None else data)))
+    table = require_points(record(det.metadata, labels, probs, str(reals if reals is not None else data)))
     det.save(target)
-    return det.metadata[KEY]
+    return table
 
 
 def describe_operating_points(table: dict) -> list[str]:

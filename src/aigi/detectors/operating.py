@@ -60,6 +60,12 @@ def operating_points(labels: Sequence[int], probs: Sequence[float], source: str,
     return {"source": source, "n_real": len(reals), "n_fake": len(fakes), "points": points}
 
 
+def record(metadata: dict[str, Any], labels: Sequence[int], probs: Sequence[float], source: str) -> dict[str, Any]:
+    """Set a detector's points (its ``metadata``) on these scores, wherever its threshold is set."""
+    metadata[KEY] = operating_points(labels, probs, source)
+    return metadata[KEY]
+
+
 def require_points(table: dict[str, Any], budgets: Sequence[float] = BUDGETS) -> dict[str, Any]:
     """``table``, or a one-line error when its images held too few reals for any budget."""
     if not table["points"]:

@@ -39,8 +39,7 @@ from ..config import ENSEMBLE_KEYS, ConfigError, merge
 from ..config.recipe import load_recipe
 from ..detectors.base import CONFIG_FILE
 from ..detectors.ensemble import EnsembleDetector
-from ..detectors.operating import KEY as OPERATING_KEY
-from ..detectors.operating import operating_points
+from ..detectors.operating import record as record_operating_points
 from ..eval.metrics import score, tune_threshold
 
 
@@ -144,7 +143,7 @@ def train_ensemble(config: dict[str, Any], train_one: Callable[..., Path], progr
             det.metadata[key] = json.loads(said.pop())
     det.metadata["threshold_source"] = (f"validation: {len(labels)} images, each scored by the weighted mean of the "
                                         "experts that held it out")
-    det.metadata[OPERATING_KEY] = operating_points(labels, voted, "out-of-bag validation votes")
+    record_operating_points(det.metadata, labels, voted, "out-of-bag validation votes")
     det.save(out / "detector")
     metrics = {"ensemble": score(labels, voted, det.threshold)}
     for n in det.member_names:

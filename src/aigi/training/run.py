@@ -24,8 +24,7 @@ from ..data.augment import Augmentations
 from ..data.datasets import ImageDataset, Sample, load_dataset
 from ..detectors import Detector
 from ..detectors.calibration import fit as fit_calibration
-from ..detectors.operating import KEY as OPERATING_KEY
-from ..detectors.operating import operating_points
+from ..detectors.operating import record as record_operating_points
 from ..devices import check_device
 from ..errors import ConfigError
 from ..eval.metrics import score, tune_threshold
@@ -233,7 +232,7 @@ def _run(recipe: Recipe, trainer, out: Path, progress_factory, echo, accelerator
         "train_counts": train_ds.counts(),
         "threshold_source": "validation split (max mean of real/fake accuracy)",
     }
-    detector.metadata[OPERATING_KEY] = operating_points(yva.int().tolist(), probs.tolist(), "the validation split")
+    record_operating_points(detector.metadata, yva.int().tolist(), probs.tolist(), "the validation split")
     metrics = score(yva.int().tolist(), probs.tolist(), detector.threshold)
     if xva is not None and recipe.detector in REPORTS:
         rows_labels = ctx.features(val_ds.samples, "val")[1]
