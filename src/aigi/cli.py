@@ -361,7 +361,7 @@ def operating_points(
         table = api.operating_points(detector, data=data, reals=reals, out=out)
     for line in api.describe_operating_points(table):
         typer.echo(line)
-    if (data or reals) and table["points"]:
+    if data or reals:  # (a table set here always has points: too few reals is an error)
         where = out or api.resolve_detector(detector)
         typer.echo(f"saved to {where}; use them with: aigi detect -d {where} --max-fpr {table['points'][0]['max_fpr']:.1%}")
 
@@ -428,7 +428,7 @@ def serve(
     runtime: str = typer.Option("torch", help=RUNTIME_HELP),
     threshold: Optional[float] = typer.Option(None, help="Verdicts at this P(fake) instead of the detector's own."),
     max_fpr: Optional[str] = typer.Option(None, "--max-fpr", help="Verdicts at the stored operating point that flags "
-                                          "at most this share of real photos (0.01 or 1%%); a request may ask for "
+                                          "at most this share of real photos (0.01 or 1%); a request may ask for "
                                           "its own with ?max_fpr= or ?threshold=."),
 ) -> None:
     """Serve detectors over HTTP: the /v1 API, /docs, /metrics and a web page at /."""
