@@ -111,7 +111,7 @@ def detect(
     threshold: Optional[float] = typer.Option(None, help="Call an image fake at this P(fake) or above, instead of "
                                               "the detector's own threshold."),
     max_fpr: Optional[str] = typer.Option(None, "--max-fpr", help="Flag at most this share of real photos (0.01 or "
-                                          "1%%): the stored operating point set on validation reals (aigi "
+                                          "1%): the stored operating point set on validation reals (aigi "
                                           "operating-points DETECTOR lists them)."),
 ) -> None:
     """Score images: P(fake) and a verdict per file."""
