@@ -79,14 +79,17 @@ def assert_pixels_score_as_cached_cls(det, folder: Path) -> None:
     assert probs == pytest.approx(det.probabilities_from_features(feats).tolist(), abs=1e-5)
 
 
+def write_splits(root: Path, val: int = 8, test: int = 8) -> Path:
+    """train/ (16 per class) and val/ with 0_real/1_fake, test/ with two generator subsets."""
+    write_split(root / "train", 16, seed=1)
+    write_split(root / "val", val, seed=2)
+    write_split(root / "test", test, seed=3, subsets=("gen_a", "gen_b"))
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    """train/ and val/ with 0_real/1_fake, test/ with two generator subsets."""
-    root = tmp_path_factory.mktemp("tiny-data")
-    write_split(root / "train", 16, seed=1)
-    write_split(root / "val", 8, seed=2)
-    write_split(root / "test", 8, seed=3, subsets=("gen_a", "gen_b"))
-    return root
+    return write_splits(tmp_path_factory.mktemp("tiny-data"))
 
 
 @pytest.fixture(scope="session")

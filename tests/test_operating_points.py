@@ -19,7 +19,7 @@ from aigi.detectors.operating import (
 )
 from aigi.errors import InputError
 
-from .conftest import write_split
+from .conftest import write_splits
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -86,10 +86,7 @@ def test_a_budget_takes_the_largest_stored_point_within_it():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     """A tiny probe whose validation split has 40 reals: points at 5, 10 and 20 %."""
-    root = tmp_path_factory.mktemp("op-data")
-    write_split(root / "train", 16, seed=1)
-    write_split(root / "val", 40, seed=2)
-    write_split(root / "test", 12, seed=3, subsets=("gen_a", "gen_b"))
+    root = write_splits(tmp_path_factory.mktemp("op-data"), val=40, test=12)
     out = root / "run"
     aigi.train({"detector": "univfd", "backbone": "random:tiny-clip@0", "output": str(out),
                 "data": {"train": str(root / "train"), "val": str(root / "val")}, "train": {"epochs": 5, "batch_size": 8}})
