@@ -71,10 +71,10 @@ def _config() -> dict:
 
 def test_a_budget_takes_the_largest_stored_point_within_it():
     config = _config()
-    assert threshold_for(config, "det") == (0.5, "the detector's own")
-    assert threshold_for(config, "det", threshold=0.7)[0] == 0.7
-    t, how = threshold_for(config, "det", max_fpr="3%")  # between the 2 % and 5 % points: never looser
-    assert t == threshold_for(config, "det", max_fpr=0.02)[0] and "budget 2.0%" in how
+    assert threshold_for(config, "det") == 0.5
+    assert threshold_for(config, "det", threshold=0.7) == 0.7
+    at_2 = threshold_for(config, "det", max_fpr=0.02)  # 3 %: between the 2 % and 5 % points, never the looser
+    assert threshold_for(config, "det", max_fpr="3%") == at_2 < threshold_for(config, "det", max_fpr="1%")
     with pytest.raises(InputError, match=r"finest stored budget is 1\.0%"):
         threshold_for(config, "det", max_fpr="0.5%")  # 100 reals cannot set a 0.5 % point
     with pytest.raises(InputError, match="not both"):
@@ -112,7 +112,7 @@ def _csv(path: Path) -> list[dict]:
 
 def test_detect_at_a_budget_names_the_threshold_in_every_record(run, tmp_path):
     files = sorted((run.parent / "test").rglob("*.png"))
-    t = threshold_for(aigi.detector_info(run), "run", max_fpr="10%")[0]
+    t = threshold_for(aigi.detector_info(run), "run", max_fpr="10%")
     out = tmp_path / "r.jsonl"
     preds = list(aigi.detect(files, run, out=out, max_fpr="10%"))
     assert all(p.verdict == ("fake" if p.prob_fake >= t else "real") for p in preds)
@@ -164,7 +164,7 @@ def test_the_cli_lists_sets_and_uses_points(run, tmp_path):
     assert saved.returncode == 0 and "40 reals, 0 fakes" in saved.stdout
     assert f"aigi detect -d {tmp_path / 'd'} --max-fpr 5.0%" in saved.stdout
     scored = aigi_cli("detect", str(run.parent / "test" / "gen_a"), "-d", str(run), "--max-fpr", "20%")
-    t = threshold_for(aigi.detector_info(run), "run", max_fpr=0.2)[0]
+    t = threshold_for(aigi.detector_info(run), "run", max_fpr=0.2)
     assert scored.returncode == 0 and f"(threshold {t:.3f})" in scored.stderr
     bad = aigi_cli("detect", str(run.parent / "test"), "-d", str(run), "--max-fpr", "0.1%")
     assert bad.returncode != 0 and "finest stored budget is 5.0%" in bad.stderr and "Traceback" not in bad.stderr
@@ -192,8 +192,8 @@ def test_the_service_answers_at_its_own_budget_and_at_a_requests(run):
     from aigi.serve.settings import ServeSettings
 
     info = aigi.detector_info(run)
-    at_20 = threshold_for(info, "run", max_fpr=0.2)[0]
-    at_5 = threshold_for(info, "run", max_fpr=0.05)[0]
+    at_20 = threshold_for(info, "run", max_fpr=0.2)
+    at_5 = threshold_for(info, "run", max_fpr=0.05)
     image = next((run.parent / "test" / "gen_a" / "1_fake").glob("*.png")).read_bytes()
     with TestClient(create_app(ServeSettings(detector=str(run), threshold=at_20))) as client:
         listed = client.get("/v1/detectors").json()["detectors"][0]

@@ -239,7 +239,7 @@ def test_the_page_in_a_real_browser(server, probe_dir, tmp_path):
         choice.select_by_value("0.05")
         browser.find_element(By.ID, "files").send_keys(paths[0])
         WebDriverWait(browser, 60).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".result")) == 3)
-        t = threshold_for(aigi.detector_info(probe_dir), "probe", max_fpr=0.05)[0]
+        t = threshold_for(aigi.detector_info(probe_dir), "probe", max_fpr=0.05)
         newest = browser.find_elements(By.CSS_SELECTOR, ".result")[0]
         assert f"threshold {100 * t:.1f} %" in newest.text
         shot = tmp_path / "page.png"

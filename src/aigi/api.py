@@ -170,7 +170,7 @@ def scoring_threshold(detector: Detector | str | Path | None, threshold: float |
         config, where = detector_info(detector), str(detector or DEFAULT_DETECTOR)
     else:
         config, where = {"threshold": detector.threshold, "metadata": detector.metadata}, detector.name
-    return threshold_for(config, where, threshold, max_fpr)[0]
+    return threshold_for(config, where, threshold, max_fpr)
 
 
 def _scoring_options(device: str, precision: str | None, runtime: str, decode: str) -> str:

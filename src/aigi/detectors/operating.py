@@ -87,16 +87,16 @@ def parse_budget(text: str | float) -> float:
 
 
 def threshold_for(config: dict[str, Any], where: str, threshold: float | None = None,
-                  max_fpr: float | str | None = None) -> tuple[float, str]:
-    """The threshold a scoring run uses, and how it was chosen, from a detector's saved config:
-    its own (neither option), a given one, or the stored point of the largest budget that does not
-    exceed ``max_fpr`` (never a looser one)."""
+                  max_fpr: float | str | None = None) -> float:
+    """The threshold a scoring run uses, from a detector's saved config: its own (neither option),
+    a given one, or the stored point of the largest budget that does not exceed ``max_fpr`` (never
+    a looser one)."""
     if threshold is not None and max_fpr is not None:
         raise InputError("give a threshold or a false-positive budget, not both")
     if threshold is not None:
-        return float(threshold), "given"
+        return float(threshold)
     if max_fpr is None:
-        return float(config["threshold"]), "the detector's own"
+        return float(config["threshold"])
     budget = parse_budget(max_fpr)
     table = (config.get("metadata") or {}).get(KEY)
     if not table or not table.get("points"):
@@ -107,9 +107,7 @@ def threshold_for(config: dict[str, Any], where: str, threshold: float | None = 
         finest = min(pt["max_fpr"] for pt in table["points"])
         raise InputError(f"{where}: the finest stored budget is {finest:.1%} ({table['n_real']} reals in "
                          f"{table['source']}); {budget:.2%} would need more real images")
-    point = max(fitting, key=lambda pt: pt["max_fpr"])
-    return float(point["threshold"]), (f"flags {point['fpr']:.1%} of {table['n_real']} reals in {table['source']} "
-                                       f"(budget {point['max_fpr']:.1%})")
+    return float(max(fitting, key=lambda pt: pt["max_fpr"])["threshold"])
 
 
 def describe(table: dict[str, Any] | None) -> list[str]:

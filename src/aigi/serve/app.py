@@ -150,7 +150,7 @@ def create_app(settings: ServeSettings | None = None, detector=None) -> FastAPI:
         try:  # ?threshold= or ?max_fpr=: this request's verdicts only
             threshold = threshold_for({"threshold": det.threshold, "metadata": det.metadata}, state["label"],
                                       _number(request.query_params.get("threshold")),
-                                      request.query_params.get("max_fpr"))[0]
+                                      request.query_params.get("max_fpr"))
         except InputError as exc:
             return _error(400, "bad_threshold", str(exc))
         uploads = await uploads_from_request(request, settings)
