@@ -228,3 +228,50 @@ def test_a_balanced_run_trains(photo_like, tmp_path):
               "output": str(tmp_path / "run")}
     run = aigi.train(recipe, echo=None)
     assert json.loads((run / "metrics.json").read_text())["validation"]["auc"] > 0.8
+
+
+@pytest.mark.parametrize("text, limit", [("crop@512", 512), ("multicrop:3@300", 300), ("crop", None)])
+def test_a_size_cap_parses_and_prints_back(text, limit):
+    view = View.parse(text)
+    assert view.limit == limit and str(view) == text and View.parse(str(view)) == view
+
+
+@pytest.mark.parametrize("text, why", [("resize@512", "resize already scales"), ("crop@16", "at least 32"),
+                                       ("crop@", "valid:"), ("multicrop:12@512", "K must lie in 2")])
+def test_bad_size_caps_are_refused(text, why):
+    with pytest.raises(ConfigError, match=why):
+        View.parse(text)
+
+
+def test_a_capped_view_scales_only_images_over_the_cap_then_crops_natively():
+    view = View.parse("crop@100")
+    big, small = _grid(400, 200), _grid(90, 60)
+    fitted = view.fit(big)
+    assert fitted.size == (200, 100)  # short side to 100, aspect kept
+    assert np.array_equal(np.asarray(view.crop(big, 0, 64)), np.asarray(fitted)[18:82, 68:132])  # a crop of the fit
+    assert view.fit(small) is small and np.array_equal(np.asarray(view.crop(small, 0, 64)),
+                                                        np.asarray(small)[:, 13:77])
+    assert view.random_crop(big, 64, np.random.default_rng(0)).size == (64, 64)
+    tall = View.parse("crop@50").fit(_grid(100, 300))
+    assert tall.size == (50, 150)
+
+
+def test_a_capped_view_reads_the_same_through_the_cache_and_detect(tmp_path):
+    """The feature cache keys capped crops apart, and what it caches is what detect scores."""
+    from aigi.methods.univfd import UnivFDProbe
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i, size in enumerate([(120, 90), (60, 50), (40, 30)]):  # over the cap, under it, under the crop
+        make_image(i % 2, rng, size=size).save(folder / f"{i}.png")
+    paths = sorted(folder.glob("*.png"))
+    det = UnivFDProbe("random:tiny-clip@0", embed_dim=16)
+    det.view = View.parse("crop@48")
+    cache = FeatureCache(det.backbone, root=tmp_path / "cache")
+    capped = cache.extract_view(paths, det.view, keys=(det.cache_point(),)).features[det.cache_point()]
+    plain = cache.extract_view(paths, "crop", keys=(det.cache_point(),)).features[det.cache_point()]
+    assert not torch.allclose(capped[0], plain[0])  # the big image is scaled before its crop
+    logits = det.logits_from_features(capped).tolist()
+    probs = [p.prob_fake for p in det.predict([str(p) for p in paths])]
+    assert probs == pytest.approx(torch.sigmoid(torch.tensor(logits)).tolist(), abs=1e-5)

@@ -268,8 +268,10 @@ class FeatureCache:
         keys = tuple(dict.fromkeys(keys))
         passes = view.transforms(size, transform, transform_id)
         # an image no larger than the crop is its own crop in every place: it shares the plain
-        # cache key (a CIFAKE thumbnail is encoded once for every view)
-        whole = set(_fits(paths, size)) if transform is None else set()
+        # cache key (a CIFAKE thumbnail is encoded once for every view), unless the view scales
+        # images down below the crop size first
+        unscaled = view.limit is None or view.limit >= size
+        whole = set(_fits(paths, size)) if transform is None and unscaled else set()
         big = {i: n for n, i in enumerate(i for i in range(len(paths)) if i not in whole)}
         small = {i: n for n, i in enumerate(sorted(whole))}
         tick = _Scaled(progress, len(passes))
