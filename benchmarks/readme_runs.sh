@@ -93,6 +93,7 @@ run points-ext     aigi eval -d runs/photo-b16 --data "$ext" --bootstrap 0 -o ru
 run points-split   python scripts/holdout_reals.py "$ext" --out runs/own --fraction 0.5 --seed 0
 run points-own     aigi operating-points runs/photo-b16 --data runs/own/set.csv -o runs/own/detector
 run points-own-ext aigi eval -d runs/own/detector --data runs/own/test.csv --bootstrap 0 -o runs/readme-points-own
+run robust-ext     aigi robustness -d runs/photo-b16 --data "$ext" --ops social_whatsapp,social_twitter,jpeg --severities 0,0.5,1 --limit-per-class 30 -o runs/readme-robust-ext
 run photo-cifake   aigi eval -d runs/photo-b16 --data $data/test --bootstrap 200 -o runs/readme-photo-cifake
 run photo-detect   aigi detect examples/ -d runs/photo-b16
 run serve-shot     python scripts/serve_screenshot.py docs/img/serve_page.png
