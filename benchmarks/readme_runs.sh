@@ -59,7 +59,7 @@ ext=${EXT:-runs/ext}
 run ext-build      aigi datasets build-pool --set external --clones "$clones" --out "$ext"
 run ext-audit      aigi datasets audit "$pool" --external "$ext"
 run loso-vote      aigi loso "$pool" -r configs/photo-b16.yaml -o runs/loso-vote --bootstrap 200
-run loso-tables    python scripts/loso_tables.py runs/loso-vote/loso.json --ci photo-b16 --generators photo-b16 --failures photo-b16 --pool "$pool"
+run loso-tables    python scripts/loso_tables.py runs/loso-vote/loso.json --ci photo-b16 --generators photo-b16 --failures photo-b16 --pool "$pool" -n 5
 # the model card's columns: the six crop probes (the recipe without its resize expert) and the resize probe per seed
 run loso-vote6     aigi loso "$pool" -r configs/photo-b16-fast.yaml -o runs/loso-vote6 --bootstrap 200
 run loso-resize    aigi loso "$pool" -r configs/photo/univfd-layers-resize.yaml -o runs/loso-resize --bootstrap 200
@@ -93,6 +93,13 @@ run points-ext     aigi eval -d runs/photo-b16 --data "$ext" --bootstrap 0 -o ru
 run points-split   python scripts/holdout_reals.py "$ext" --out runs/own --fraction 0.5 --seed 0
 run points-own     aigi operating-points runs/photo-b16 --data runs/own/set.csv -o runs/own/detector
 run points-own-ext aigi eval -d runs/own/detector --data runs/own/test.csv --bootstrap 0 -o runs/readme-points-own
+for v in crop@512; do
+  run probe-pool-$v python scripts/feature_probe.py extract "$pool" --view $v --copy -o $feats/pool-$v.npz
+  run probe-ext-$v  python scripts/feature_probe.py extract "$ext" --view $v -o $feats/ext-$v.npz
+done
+run probe-3views   python scripts/feature_probe.py score "$pool" "$ext" $feats/pool-crop.npz $feats/ext-crop.npz --pair $feats/pool-resize.npz $feats/ext-resize.npz --pair $feats/pool-crop@512.npz $feats/ext-crop@512.npz --late
+run loso-crop512   aigi loso "$pool" -r configs/photo/univfd-layers-crop512.yaml -o runs/loso-crop512 --bootstrap 0 --no-shortcut
+run loso-vote-c512 python scripts/loso_vote.py runs/loso-vote/photo-b16 runs/loso-crop512/univfd-layers-crop512 --weights 9 3
 run robust-ext     aigi robustness -d runs/photo-b16 --data "$ext" --ops social_whatsapp,social_twitter,jpeg --severities 0,0.5,1 --limit-per-class 30 -o runs/readme-robust-ext
 run photo-cifake   aigi eval -d runs/photo-b16 --data $data/test --bootstrap 200 -o runs/readme-photo-cifake
 run photo-detect   aigi detect examples/ -d runs/photo-b16
