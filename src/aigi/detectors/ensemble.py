@@ -66,7 +66,7 @@ class EnsembleDetector(Detector):
         groups = pass_groups(self.members)
         dets = [d for g in groups for d in g.values()]
         shared = {(d.backbone_spec, d.precision, d.decode) for d in dets}
-        if any(not d.reads_frozen_tower or d.runner is not None for d in dets) or len(shared) > 1:
+        if not all(map(shares_tower_pass, dets)) or len(shared) > 1:
             raise InputError("this ensemble's members read different towers or precisions: score it with "
                              "predict(), which prepares each its own")
         if len(groups) > 1 and any(d.view.crops > 1 for d in dets):
@@ -246,13 +246,17 @@ def share_towers(members: Iterable[Detector]) -> None:
                 det.share_tower(owner)
 
 
+def shares_tower_pass(det: Detector) -> bool:
+    """Whether a member can read a tower pass run for others: a frozen tower, and no exported graph."""
+    return det.reads_frozen_tower and det.runner is None
+
+
 def pass_groups(members: dict[str, Detector]) -> list[dict[str, Detector]]:
     """Members one forward pass can serve: frozen tower of one spec, seen through one view, at
     one precision, with no exported graph. Every other member is a group of its own."""
     groups: dict[Any, dict[str, Detector]] = {}
     for name, det in members.items():
-        shared = det.reads_frozen_tower and det.runner is None
-        key = (det.backbone_spec, str(det.view), det.precision, det.decode) if shared else ("own", name)
+        key = (det.backbone_spec, str(det.view), det.precision, det.decode) if shares_tower_pass(det) else ("own", name)
         groups.setdefault(key, {})[name] = det
     return list(groups.values())
 
