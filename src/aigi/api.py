@@ -162,8 +162,8 @@ def scoring_threshold(detector: Detector | str | Path | None, threshold: float |
     checked before any work: a budget the detector has no operating point for is a one-line error."""
     from .detectors.operating import threshold_for
 
-    if threshold is None and max_fpr is None:
-        return None
+    if max_fpr is None:  # nothing to look up: the detector's own, or the given one
+        return None if threshold is None else float(threshold)
     if isinstance(detector, (str, Path)) or detector is None:
         from .detectors.folders import DEFAULT_DETECTOR
 
