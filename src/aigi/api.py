@@ -511,11 +511,11 @@ def operating_points(name_or_path: str | Path | None = None, data: str | Path | 
     from .detectors.operating import KEY, record, require_points
     from .eval.runner import evaluate as run_eval
 
-    folder = resolve_detector(name_or_path)
     if data is None and reals is None:
         return detector_info(name_or_path).get("metadata", {}).get(KEY) or {}
     if data is not None and reals is not None:
         raise InputError("give labelled --data or a folder of --reals, not both")
+    folder = resolve_detector(name_or_path)
     target = _save_target(name_or_path, folder, out)
     if reals is not None:
         from .data.datasets import ImageDataset, Sample
