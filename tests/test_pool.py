@@ -171,7 +171,7 @@ def test_external_sources_cut_captions_limit_per_class_and_leave_out_pool_files(
 
 def test_the_shipped_external_manifest_is_disjoint_from_the_pool():
     pool = manifest.read()
-    external = manifest.read(manifest.MANIFESTS["external"])
+    external = manifest.read(manifest.EXTERNAL_MANIFEST)
     assert {r.source for r in external} == {s.name for s in EXTERNAL}
     assert not {s.name for s in EXTERNAL} & {s.name for s in SOURCES}
     assert not {s.repo for s in EXTERNAL} & {s.repo for s in SOURCES}  # not one repository shared
@@ -203,4 +203,29 @@ def test_an_unknown_source_set_is_named():
     from aigi.cli import app
 
     res = CliRunner().invoke(app, ["datasets", "build-pool", "--clones", ".", "-o", "x", "--set", "nope"])
-    assert res.exit_code == 2 and "unknown source set 'nope' (known: pool, external)" in res.output
+    assert res.exit_code == 2 and "unknown source set 'nope' (known: pool, external, all)" in res.output
+
+
+def test_the_all_set_builds_pool_and_external_into_one_folder(repo, tmp_path, monkeypatch):
+    """`--set all`: both manifests read in turn into one pool (every source a fold for `aigi loso`);
+    it has no manifest of its own to rescan."""
+    from typer.testing import CliRunner
+
+    import aigi.data.pool.sources as pool_sources
+    from aigi import api
+    from aigi.cli import app
+
+    clones, commit = repo
+    train = Source("train", "me/toy", commit[:7], (Rule(r"real/a\.png", REAL), Rule(r"fake/x\.png", FAKE, "g")), "MIT")
+    test = Source("test", "me/toy", commit[:7], (Rule(r"real/b\.png", REAL), Rule(r"marked/m\.png", FAKE, "h")), "MIT")
+    paths = (manifest.write(manifest.scan(clones, (train,)), tmp_path / "pool.csv"),
+             manifest.write(manifest.scan(clones, (test,)), tmp_path / "external.csv"))
+    monkeypatch.setitem(pool_sources.SETS, "all", (train, test))
+    monkeypatch.setitem(manifest.MANIFESTS, "all", paths)
+    report = api.build_pool(clones, tmp_path / "all", which="all")
+    assert report["kept"] == {"test": {"real": 1, "fake": 1}, "train": {"real": 1, "fake": 1}}
+    assert report["manifest"] == f"{paths[0]}, {paths[1]}"
+    rows = (tmp_path / "all" / "pool.csv").read_text().splitlines()[1:]
+    assert sorted(r.split(",")[2] for r in rows) == ["test", "test", "train", "train"]
+    res = CliRunner().invoke(app, ["datasets", "pool-manifest", "--clones", str(clones), "--set", "all"])
+    assert res.exit_code == 2 and "the 'all' set has no manifest of its own" in res.output

@@ -614,7 +614,7 @@ def build_pool(clones: str | Path, out: str | Path, manifest: str | Path | None 
     from .data.pool.manifest import DEFAULT_MANIFEST, MANIFESTS, Held, read
 
     sources_of_set = _source_set(which)
-    held = Held.of(read(DEFAULT_MANIFEST)) if which != "pool" else Held()
+    held = Held.of(read(DEFAULT_MANIFEST)) if which == "external" else Held()
     report = build(Path(clones), Path(out), Path(manifest) if manifest else MANIFESTS[which], sources=sources_of_set,
                    only=sources, log=log, exclude=held)
     return add_folder(Path(out), Path(cifake), "cifake", cifake_per_class) if cifake else report
@@ -626,7 +626,9 @@ def pool_manifest(clones: str | Path, out: str | Path | None = None, which: str 
     from .data.pool import manifest
 
     sources_of_set = _source_set(which)
-    target = Path(out) if out else manifest.MANIFESTS[which]
+    if len(manifest.MANIFESTS[which]) != 1:
+        raise InputError(f"the '{which}' set has no manifest of its own: rescan 'pool' and 'external'")
+    target = Path(out) if out else manifest.MANIFESTS[which][0]
     rows = manifest.scan(Path(clones), sources_of_set)
     if which != "pool":  # a test set holds no pool file and no copy of a pool picture
         rows = manifest.leave_out(rows, manifest.read(manifest.DEFAULT_MANIFEST))

@@ -484,8 +484,8 @@ def datasets_build_pool(
     source: Optional[List[str]] = typer.Option(None, "--source", help="Only this source; repeat."),
     cifake: Optional[Path] = typer.Option(None, help="A CIFAKE split (0_real/1_fake) to add as the source 'cifake'."),
     cifake_per_class: int = typer.Option(500, min=1, help="CIFAKE images per class (picked by sha256)."),
-    which: str = typer.Option("pool", "--set", help="pool: the training pool; external: the external test set "
-                              "(sources never trained on)."),
+    which: str = typer.Option("pool", "--set", help="pool: the training pool; external: the external test set; "
+                              "all: both in one folder (what photo-b16 trains on)."),
 ) -> None:
     """Build the public real-vs-generated training pool, or the external test set, from git clones (docs/data.md)."""
     with _errors():

@@ -25,7 +25,7 @@ import csv
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -45,17 +45,22 @@ def _crop_corner_mark(image: Image.Image) -> Image.Image:
     return image.crop((0, 0, image.width, int(round(image.height * (1 - WATERMARK_STRIP)))))
 
 
-def build(clones: Path, out: Path, manifest: Path = DEFAULT_MANIFEST, sources: Iterable[Source] | None = None,
-          only: Iterable[str] | None = None, log: Callable[[str], None] | None = None,
-          exclude: Held = Held()) -> dict:
-    """Write the pool and its report; returns the report. ``exclude``: files and pictures that
-    must not be taken (the training pool's, when building the external test set)."""
+def build(clones: Path, out: Path, manifest: Path | Sequence[Path] = DEFAULT_MANIFEST,
+          sources: Iterable[Source] | None = None, only: Iterable[str] | None = None,
+          log: Callable[[str], None] | None = None, exclude: Held = Held()) -> dict:
+    """Write the pool and its report; returns the report. ``manifest``: one, or several read in
+    turn into one folder (the ``all`` set). ``exclude``: files and pictures that must not be taken
+    (the training pool's, when building the external test set)."""
     clones, out = Path(clones), Path(out)
+    manifests = [Path(manifest)] if isinstance(manifest, (str, Path)) else [Path(m) for m in manifest]
     table = {s.name: s for s in (SOURCES if sources is None else sources)}
-    rows = read(manifest)
-    unknown = sorted({r.source for r in rows} - set(table))
-    if unknown:
-        raise InputError(f"{manifest}: sources {', '.join(unknown)} are not in aigi's source table")
+    rows = []
+    for m in manifests:
+        part = read(m)
+        unknown = sorted({r.source for r in part} - set(table))
+        if unknown:
+            raise InputError(f"{m}: sources {', '.join(unknown)} are not in aigi's source table")
+        rows += part
     wanted = set(only) if only else set(table)
     missing = sorted(wanted - set(table))
     if missing:
@@ -103,7 +108,7 @@ def build(clones: Path, out: Path, manifest: Path = DEFAULT_MANIFEST, sources: I
         if log:
             log(f"{name}: {sum(1 for k in kept if k[0].source == name)} kept of {len(group)}")
     kept = _drop_near_duplicates(kept, rejected)
-    return _write(out, kept, rejected, manifest)
+    return _write(out, kept, rejected, manifests)
 
 
 def _reject(row: Row, data: bytes | None, source: Source, seen: set[str]) -> str | None:
@@ -142,7 +147,7 @@ def _drop_near_duplicates(kept, rejected):
     return [k for i, k in enumerate(kept) if i not in drop]
 
 
-def _write(out: Path, kept, rejected, manifest: Path) -> dict:
+def _write(out: Path, kept, rejected, manifests: list[Path]) -> dict:
     counts: dict[str, Counter] = defaultdict(Counter)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "pool.csv", "w", newline="") as fh:
@@ -160,7 +165,7 @@ def _write(out: Path, kept, rejected, manifest: Path) -> dict:
             counts[row.source][row.label] += 1
             writer.writerow([str(target.relative_to(out)), row.label, row.source, row.generator, row.repo,
                              row.commit, row.path, row.sha256])
-    report = {"manifest": str(manifest),
+    report = {"manifest": ", ".join(map(str, manifests)),
               "kept": {s: dict(c) for s, c in sorted(counts.items())},
               "rules": {s: dict(c) for s, c in sorted(rejected.items())},
               "total": {"real": sum(c["real"] for c in counts.values()),

@@ -24,7 +24,11 @@ from .perceptual import as_array, dhash, is_near, to_hex
 from .sources import SOURCES, Source
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parent / "manifest.csv"  # committed; shipped with the package
-MANIFESTS: dict[str, Path] = {"pool": DEFAULT_MANIFEST, "external": DEFAULT_MANIFEST.with_name("external.csv")}
+EXTERNAL_MANIFEST = DEFAULT_MANIFEST.with_name("external.csv")
+# a set's manifests: ``all`` has none of its own, it is the pool's rows and then the external set's
+# (which already leaves out the pool's files and near copies of its pictures)
+MANIFESTS: dict[str, tuple[Path, ...]] = {"pool": (DEFAULT_MANIFEST,), "external": (EXTERNAL_MANIFEST,),
+                                          "all": (DEFAULT_MANIFEST, EXTERNAL_MANIFEST)}
 
 
 @dataclass
