@@ -77,6 +77,7 @@ run loso-cands     python scripts/loso_tables.py runs/loso-final/loso.json --ci 
 run loso-methods   aigi loso "$pool" -r configs/photo/univfd-knn.yaml -r configs/photo/ltd.yaml -o runs/loso-methods --bootstrap 200
 for s in 1 2 3 4; do run loso-seed$s aigi loso "$pool" -r configs/photo/univfd-layers.yaml -r configs/photo/univfd-layers-thumbs.yaml -o runs/loso-seed$s --bootstrap 0 --no-shortcut train.seed=$s; done
 for o in 1 2; do run loso-vote-seeds$o python scripts/loso_vote.py $(for s in $o $((o+1)) $((o+2)); do echo runs/loso-seed$s/univfd-layers runs/loso-seed$s/univfd-layers-thumbs; done); done
+# the pool-only votes (the defaults until 2026-11-24; every external-set figure below is theirs)
 run photo-train    aigi train configs/photo-b16.yaml data.train="$pool" data.exclude=examples/photos
 run photo-fast     aigi train configs/photo-b16-fast.yaml data.train="$pool" data.exclude=examples/photos
 for r in univfd-layers univfd-layers-middle univfd-layers-thumbs univfd-layers-all univfd-embed; do run photo-$r aigi train configs/photo/$r.yaml data.train="$pool" data.exclude=examples/photos; done
@@ -101,7 +102,15 @@ run probe-3views   python scripts/feature_probe.py score "$pool" "$ext" $feats/p
 run loso-crop512   aigi loso "$pool" -r configs/photo/univfd-layers-crop512.yaml -o runs/loso-crop512 --bootstrap 0 --no-shortcut
 run loso-vote-c512 python scripts/loso_vote.py runs/loso-vote/photo-b16 runs/loso-crop512/univfd-layers-crop512 --weights 9 3
 run robust-ext     aigi robustness -d runs/photo-b16 --data "$ext" --ops social_whatsapp,social_twitter,jpeg --severities 0,0.5,1 --limit-per-class 30 -o runs/readme-robust-ext
-run photo-cifake   aigi eval -d runs/photo-b16 --data $data/test --bootstrap 200 -o runs/readme-photo-cifake
-run photo-detect   aigi detect examples/ -d runs/photo-b16
+# the shipped votes: every source (pool + external set) in training, and their LOSO over all of them
+all=${ALL:-runs/all}
+run all-build      aigi datasets build-pool --set all --clones "$clones" --out "$all" --cifake $data/train
+run ship-train     aigi train configs/photo-b16.yaml data.train="$all" data.exclude=examples/photos output=runs/ship-b16
+run ship-fast      aigi train configs/photo-b16-fast.yaml data.train="$all" data.exclude=examples/photos output=runs/ship-b16-fast
+run loso-all       aigi loso "$all" -r configs/photo-b16.yaml -o runs/loso-all --bootstrap 200
+run loso-all-tables python scripts/loso_tables.py runs/loso-all/loso.json --ci photo-b16 --generators photo-b16 --failures photo-b16 --pool "$all" -n 5
+run loso-all-fast  python scripts/loso_vote.py $(for k in crops thumbnails; do for s in 1 2 3; do echo runs/loso-all/photo-b16:p_$k-$s; done; done)
+run photo-cifake   aigi eval -d runs/ship-b16 -d runs/ship-b16-fast --data $data/test --bootstrap 200 -o runs/readme-photo-cifake
+run photo-detect   aigi detect examples/ -d runs/ship-b16
 run serve-shot     python scripts/serve_screenshot.py docs/img/serve_page.png
 run throughput     python benchmarks/throughput.py --photos "$pool" --n 200 --repeats 3 ${SAHU_PYTHON:+--sahu-python $SAHU_PYTHON}

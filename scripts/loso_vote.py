@@ -10,9 +10,10 @@ those seeds, so its LOSO at another seed offset is the vote of single runs alrea
 
 Each argument is one recipe's folder in an `aigi loso` output (`<fold>/eval/predictions.csv`), or
 one detector's `predictions.csv` from `aigi eval` on a set of sources (each source with both classes
-is a "fold"), optionally `:COLUMN` to read one expert's score from an ensemble's file:
+is a "fold"), either optionally with `:COLUMN` to read one expert's score from an ensemble's files:
 
     python scripts/loso_vote.py runs/ext/photo-b16/predictions.csv:p_crops-1 runs/ext/ltd/predictions.csv
+    python scripts/loso_vote.py runs/loso-vote/photo-b16:p_crops-1 runs/loso-vote/photo-b16:p_crops-2 ...
 """
 from __future__ import annotations
 
@@ -24,9 +25,16 @@ from pathlib import Path
 from sklearn.metrics import roc_auc_score
 
 
-def _predictions(path: Path, column: str = "prob_fake") -> dict[str, tuple[int, float]]:
+def _rows(path: str | Path, column: str) -> list[dict[str, str]]:
     with open(path, newline="") as fh:
-        return {r["path"]: (int(r["label"]), float(r[column])) for r in csv.DictReader(fh)}
+        rows = list(csv.DictReader(fh))
+    if rows and column not in rows[0]:
+        raise SystemExit(f"{path}: no column '{column}' (has: {', '.join(rows[0])})")
+    return rows
+
+
+def _predictions(path: Path, column: str = "prob_fake") -> dict[str, tuple[int, float]]:
+    return {r["path"]: (int(r["label"]), float(r[column])) for r in _rows(path, column)}
 
 
 def fold_tables(run: str | Path) -> dict[str, dict[str, tuple[int, float]]]:
@@ -36,14 +44,13 @@ def fold_tables(run: str | Path) -> dict[str, dict[str, tuple[int, float]]]:
     file, named, column = text.partition(".csv:")
     file = file + ".csv" if named else text
     if not file.endswith(".csv"):
-        return {p.parent.parent.name: _predictions(p) for p in Path(run).glob("*/eval/predictions.csv")}
-    with open(file, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if column and rows and column not in rows[0]:
-        raise SystemExit(f"{file}: no column '{column}' (has: {', '.join(rows[0])})")
+        folder, _, column = text.rpartition(":") if ":" in Path(text).name else (text, "", "")
+        return {p.parent.parent.name: _predictions(p, column or "prob_fake")
+                for p in Path(folder).glob("*/eval/predictions.csv")}
+    column = column or "prob_fake"
     folds: dict[str, dict[str, tuple[int, float]]] = {}
-    for r in rows:
-        folds.setdefault(r["subset"], {})[r["path"]] = (int(r["label"]), float(r[column or "prob_fake"]))
+    for r in _rows(file, column):
+        folds.setdefault(r["subset"], {})[r["path"]] = (int(r["label"]), float(r[column]))
     return {f: t for f, t in folds.items() if len({label for label, _ in t.values()}) == 2}
 
 

@@ -248,3 +248,18 @@ def test_the_fast_vote_is_the_defaults_crop_probes_byte_for_byte():
         for file in ("config.json", "model.safetensors"):
             a = (shipped["photo-b16"] / "members" / member / file).read_bytes()
             assert a == (shipped["photo-b16-fast"] / "members" / member / file).read_bytes(), (member, file)
+
+
+def test_the_shipped_votes_trained_on_every_source_of_the_all_set():
+    """photo-b16 and -fast train on `build-pool --set all` plus CIFAKE (docs/data.md, "Why the external
+    sources joined"): every member's recorded training split holds each of those sources, and no
+    other, so a retrain on the pool alone cannot be shipped by mistake."""
+    from aigi.data.pool.sources import SETS
+
+    expected = {s.name for s in SETS["all"]} | {"cifake"}
+    for name in ("photo-b16", "photo-b16-fast"):
+        folder = aigi.pretrained_detectors()[name]
+        for member in json.loads((folder / "config.json").read_text())["params"]["members"]:
+            counts = json.loads((folder / "members" / member / "config.json").read_text())["metadata"]["train_counts"]
+            assert set(counts) == expected, (name, member, sorted(set(counts) ^ expected))
+            assert all(sum(c.values()) > 0 for c in counts.values()), (name, member)

@@ -205,6 +205,18 @@ def test_the_vote_of_loso_runs_averages_each_images_score_fold_by_fold(tmp_path)
     with pytest.raises(SystemExit, match="no column 'p_c'"):
         voting.vote([f"{evals}:p_c"])
 
+    # an ensemble's own `aigi loso` folder: a column picks an expert there too
+    for fold in ("x", "y"):
+        out = tmp_path / "e" / fold / "eval"
+        out.mkdir(parents=True)
+        with open(evals) as fh, open(out / "predictions.csv", "w") as dst:
+            lines = fh.read().splitlines()
+            dst.write("\n".join([lines[0], *(x for x in lines[1:] if x.startswith(f"/{fold}/"))]) + "\n")
+    assert voting.vote([f"{tmp_path / 'e'}:p_a", f"{tmp_path / 'e'}:p_b"])["folds"] == both["folds"]
+    assert voting.vote([tmp_path / "e"])["folds"] == both["folds"]
+    with pytest.raises(SystemExit, match="no column 'p_c'"):
+        voting.vote([f"{tmp_path / 'e'}:p_c"])
+
 
 def test_the_feature_probe_reads_each_view_and_scores_each_external_source(tmp_path, capsys):
     """scripts/feature_probe.py on a tiny random tower: per-block CLS and patch means of every
