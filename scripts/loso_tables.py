@@ -2,7 +2,8 @@
 recipe beside the metadata shortcut, and each recipe's AUC per generator. Used for docs/data.md
 and docs/model-card.md, so that the numbers there are the command's own.
 
-    python scripts/loso_tables.py runs/loso-photo/loso.json [--generators photo-b16] [--ci photo-b16]
+    python scripts/loso_tables.py runs/loso-photo/loso.json [--generators photo-b16] [--ci photo-b16] \
+        [--own-reals photo-b16] [--failures photo-b16 --pool POOL]
 """
 from __future__ import annotations
 
@@ -47,6 +48,36 @@ def generators_table(table: dict, recipe: str) -> str:
     return "\n".join(lines)
 
 
+def own_reals_table(loso: Path, recipe: str) -> str:
+    """AUC per held-out source on its own reals against its fakes, for the sources that have both.
+    A fold's test reals also hold a share of the real-only sources; this leaves them out, so a
+    paired source reads as it does in `aigi eval` on an external set (one AUC per source)."""
+    import csv
+    from statistics import mean
+
+    from sklearn.metrics import roc_auc_score
+
+    lines = ["| held-out source | own reals | fakes | AUC on its own reals | AUC on the fold |", "|---|---|---|---|---|"]
+    own = []
+    for fold in sorted((loso.parent / recipe).iterdir()):
+        preds = fold / "eval" / "predictions.csv"
+        if not preds.is_file():
+            continue
+        with open(preds, newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r["prob_fake"]]
+        mine = [r for r in rows if r["subset"] == fold.name]
+        if len({r["label"] for r in mine}) < 2:
+            continue
+        auc = roc_auc_score([int(r["label"]) for r in mine], [float(r["prob_fake"]) for r in mine])
+        whole = roc_auc_score([int(r["label"]) for r in rows], [float(r["prob_fake"]) for r in rows])
+        own.append(auc)
+        fakes = sum(r["label"] == "1" for r in mine)
+        lines.append(f"| {fold.name} | {len(mine) - fakes} | {fakes} | {auc:.3f} | {whole:.3f} |")
+    if own:
+        lines.append(f"| mean | | | **{mean(own):.3f}** | |")
+    return "\n".join(lines)
+
+
 def failures_table(loso: Path, recipe: str, pool: Path, n: int) -> str:
     """The n most confident mistakes of ``recipe`` over all folds: reals scored fake, fakes scored
     real, each back to its repository path (pool.csv)."""
@@ -81,6 +112,7 @@ def main() -> None:
     ap.add_argument("--failures", help="also the most confident mistakes of this recipe (needs --pool)")
     ap.add_argument("--pool", type=Path, help="the pool the LOSO ran on (its pool.csv)")
     ap.add_argument("--ci", help="also the 95 %% bootstrap interval of this recipe's AUC per fold")
+    ap.add_argument("--own-reals", help="also this recipe's AUC per paired source on its own reals alone")
     ap.add_argument("-n", type=int, default=5)
     args = ap.parse_args()
     table = json.loads(args.loso.read_text())
@@ -88,6 +120,9 @@ def main() -> None:
     if args.generators:
         print()
         print(generators_table(table, args.generators))
+    if args.own_reals:
+        print()
+        print(own_reals_table(args.loso, args.own_reals))
     if args.failures:
         print()
         print(failures_table(args.loso, args.failures, args.pool, args.n))

@@ -128,6 +128,32 @@ def test_the_docs_table_puts_each_folds_interval_beside_its_auc():
     assert tables.folds_table(table, ci="probe").splitlines()[2] == "| a | 3 | 4 | 0.900 | 0.810–0.970 | 0.700 | 0.500 |"
 
 
+def test_the_own_reals_table_scores_a_paired_source_without_the_shared_reals(tmp_path):
+    """A fold's reals hold shares of the real-only sources; `--own-reals` scores each paired source on
+    its own reals and fakes alone, as `aigi eval` scores an external source."""
+    import csv
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "loso_tables.py"
+    spec = importlib.util.spec_from_file_location("loso_tables", path)
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    folds = {"paired": [("paired", 0, 0.2), ("paired", 0, 0.7), ("paired", 1, 0.6), ("paired", 1, 0.9),
+                        ("shared", 0, 0.1), ("shared", 0, 0.05)],
+             "fakes-only": [("fakes-only", 1, 0.8), ("shared", 0, 0.3)]}
+    for name, rows in folds.items():
+        out = tmp_path / "probe" / name / "eval"
+        out.mkdir(parents=True)
+        with open(out / "predictions.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["path", "subset", "label", "prob_fake"])
+            w.writerows([f"/{i}.png", sub, label, p] for i, (sub, label, p) in enumerate(rows))
+    lines = tables.own_reals_table(tmp_path / "loso.json", "probe").splitlines()
+    # own: reals 0.2, 0.7 against fakes 0.6, 0.9 → 3 of 4 pairs; with the shared reals 7 of 8
+    assert lines[2] == "| paired | 2 | 2 | 0.750 | 0.875 |"
+    assert lines[3] == "| mean | | | **0.750** | |" and len(lines) == 4  # the fakes-only fold has no own reals
+
+
 def test_loso_checks_every_recipe_before_the_first_fold_and_reads_each_once(pool, tmp_path, monkeypatch):
     import aigi.api as api
     from aigi.errors import ConfigError

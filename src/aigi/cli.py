@@ -487,7 +487,7 @@ def datasets_build_pool(
     which: str = typer.Option("pool", "--set", help="pool: the training pool; external: the external test set; "
                               "all: both in one folder (what photo-b16 trains on)."),
 ) -> None:
-    """Build the public real-vs-generated training pool, or the external test set, from git clones (docs/data.md)."""
+    """Build the public real-vs-generated training pool, the external test set, or both in one, from git clones (docs/data.md)."""
     with _errors():
         report = api.build_pool(clones, out, manifest, sources=source, log=lambda m: typer.echo(m, err=True),
                                 cifake=cifake, cifake_per_class=cifake_per_class, which=which)
@@ -520,7 +520,7 @@ def datasets_audit(
 def datasets_pool_manifest(
     clones: Path = typer.Option(..., "--clones", help="Folder holding clones of the pool's repositories."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write it (default: the shipped manifest)."),
-    which: str = typer.Option("pool", "--set", help="pool or external."),
+    which: str = typer.Option("pool", "--set", help="pool or external (all reads both and has no manifest of its own)."),
 ) -> None:
     """Rescan the clones into the pool manifest (maintainers, when a source is added)."""
     with _errors():
