@@ -48,31 +48,38 @@ def generators_table(table: dict, recipe: str) -> str:
     return "\n".join(lines)
 
 
+def fold_predictions(loso: Path, recipe: str) -> dict[str, list[dict[str, str]]]:
+    """fold → its scored test rows (`<recipe>/<fold>/eval/predictions.csv`; unreadable images left out)."""
+    import csv
+
+    folds = {}
+    for fold in sorted((loso.parent / recipe).iterdir()):
+        preds = fold / "eval" / "predictions.csv"
+        if preds.is_file():
+            with open(preds, newline="") as fh:
+                folds[fold.name] = [r for r in csv.DictReader(fh) if r["prob_fake"]]
+    return folds
+
+
 def own_reals_table(loso: Path, recipe: str) -> str:
     """AUC per held-out source on its own reals against its fakes, for the sources that have both.
     A fold's test reals also hold a share of the real-only sources; this leaves them out, so a
     paired source reads as it does in `aigi eval` on an external set (one AUC per source)."""
-    import csv
     from statistics import mean
 
     from sklearn.metrics import roc_auc_score
 
     lines = ["| held-out source | own reals | fakes | AUC on its own reals | AUC on the fold |", "|---|---|---|---|---|"]
     own = []
-    for fold in sorted((loso.parent / recipe).iterdir()):
-        preds = fold / "eval" / "predictions.csv"
-        if not preds.is_file():
-            continue
-        with open(preds, newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if r["prob_fake"]]
-        mine = [r for r in rows if r["subset"] == fold.name]
+    for fold, rows in fold_predictions(loso, recipe).items():
+        mine = [r for r in rows if r["subset"] == fold]
         if len({r["label"] for r in mine}) < 2:
             continue
         auc = roc_auc_score([int(r["label"]) for r in mine], [float(r["prob_fake"]) for r in mine])
         whole = roc_auc_score([int(r["label"]) for r in rows], [float(r["prob_fake"]) for r in rows])
         own.append(auc)
         fakes = sum(r["label"] == "1" for r in mine)
-        lines.append(f"| {fold.name} | {len(mine) - fakes} | {fakes} | {auc:.3f} | {whole:.3f} |")
+        lines.append(f"| {fold} | {len(mine) - fakes} | {fakes} | {auc:.3f} | {whole:.3f} |")
     if own:
         lines.append(f"| mean | | | **{mean(own):.3f}** | |")
     return "\n".join(lines)
@@ -87,15 +94,8 @@ def failures_table(loso: Path, recipe: str, pool: Path, n: int) -> str:
     with open(pool / "pool.csv", newline="") as fh:
         for r in csv.DictReader(fh):
             origin[str((pool / r["path"]).resolve())] = (r["source"], r.get("repo") or "", r["repo_path"])
-    rows = []
-    for fold in sorted((loso.parent / recipe).iterdir()):
-        preds = fold / "eval" / "predictions.csv"
-        if not preds.is_file():
-            continue
-        with open(preds, newline="") as fh:
-            for r in csv.DictReader(fh):
-                if r["prob_fake"]:
-                    rows.append((fold.name, int(r["label"]), float(r["prob_fake"]), str(Path(r["path"]).resolve())))
+    rows = [(fold, int(r["label"]), float(r["prob_fake"]), str(Path(r["path"]).resolve()))
+            for fold, scored in fold_predictions(loso, recipe).items() for r in scored]
     lines = ["| fold | class | P(fake) | source | repository path |", "|---|---|---|---|---|"]
     worst_real = sorted((r for r in rows if r[1] == 0), key=lambda r: -r[2])[:n]
     worst_fake = sorted((r for r in rows if r[1] == 1), key=lambda r: r[2])[:n]
