@@ -38,18 +38,15 @@ def _predictions(path: Path, column: str = "prob_fake") -> dict[str, tuple[int, 
 
 
 def fold_tables(run: str | Path) -> dict[str, dict[str, tuple[int, float]]]:
-    """fold → image → (label, P(fake)): a `aigi loso` recipe folder, or an `aigi eval` predictions
-    file (`FILE.csv[:COLUMN]`) whose sources with both classes are the folds."""
+    """fold → image → (label, P(fake)): a `aigi loso` recipe folder (`DIR[:COLUMN]`), or an `aigi eval`
+    predictions file (`FILE.csv[:COLUMN]`) whose sources with both classes are the folds."""
     text = str(run)
-    file, named, column = text.partition(".csv:")
-    file = file + ".csv" if named else text
-    if not file.endswith(".csv"):
-        folder, _, column = text.rpartition(":") if ":" in Path(text).name else (text, "", "")
-        return {p.parent.parent.name: _predictions(p, column or "prob_fake")
-                for p in Path(folder).glob("*/eval/predictions.csv")}
+    target, _, column = text.rpartition(":") if ":" in Path(text).name else (text, "", "")
     column = column or "prob_fake"
+    if not target.endswith(".csv"):
+        return {p.parent.parent.name: _predictions(p, column) for p in Path(target).glob("*/eval/predictions.csv")}
     folds: dict[str, dict[str, tuple[int, float]]] = {}
-    for r in _rows(file, column):
+    for r in _rows(target, column):
         folds.setdefault(r["subset"], {})[r["path"]] = (int(r["label"]), float(r[column]))
     return {f: t for f, t in folds.items() if len({label for label, _ in t.values()}) == 2}
 
